@@ -1,0 +1,58 @@
+"""multimodal_gpt: a GPT-2 that sees and hears, as a Hugging Face Transformers extension.
+
+Importing the package registers the config and models with the Auto classes, so `AutoConfig`, `AutoModel`,
+`AutoModelForCausalLM`, `AutoModelForImageTextToText`, `AutoModelForMultimodalLM` and `AutoModelForSpeechSeq2Seq`
+resolve `model_type="multimodal_gpt"` without `trust_remote_code`.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoModelForMultimodalLM,
+    AutoModelForSpeechSeq2Seq,
+)
+
+from .configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig, add_multimodal_tokens
+from .modeling_multimodal_gpt import (
+    MultimodalGPTForConditionalGeneration,
+    MultimodalGPTModel,
+    MultimodalGPTPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+GENERATION_AUTO_CLASSES = (
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoModelForMultimodalLM,
+    AutoModelForSpeechSeq2Seq,
+)
+
+
+def _register() -> None:
+    AutoConfig.register(MultimodalGPTConfig.model_type, MultimodalGPTConfig, exist_ok=True)
+    AutoModel.register(MultimodalGPTConfig, MultimodalGPTModel, exist_ok=True)
+    for auto_class in GENERATION_AUTO_CLASSES:
+        auto_class.register(MultimodalGPTConfig, MultimodalGPTForConditionalGeneration, exist_ok=True)
+    # `save_pretrained` writes these into config.json's `auto_map`, so `trust_remote_code=True` users need nothing
+    # but the checkpoint folder.
+    MultimodalGPTConfig.register_for_auto_class()
+    MultimodalGPTModel.register_for_auto_class("AutoModel")
+    for auto_class in GENERATION_AUTO_CLASSES:
+        MultimodalGPTForConditionalGeneration.register_for_auto_class(auto_class.__name__)
+
+
+_register()
+
+__all__ = [
+    "AUDIO_TOKEN",
+    "IMAGE_TOKEN",
+    "MultimodalGPTConfig",
+    "MultimodalGPTForConditionalGeneration",
+    "MultimodalGPTModel",
+    "MultimodalGPTPreTrainedModel",
+    "__version__",
+    "add_multimodal_tokens",
+]

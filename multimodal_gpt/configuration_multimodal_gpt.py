@@ -1,0 +1,287 @@
+"""MultimodalGPT configuration: GPT-2 plus optional vision and audio towers and a fusion choice per modality.
+
+This is a "Hub file": `save_pretrained` ships it next to the weights, so it imports only torch, transformers,
+huggingface_hub and the standard library (see the import rule in DESIGN.md).
+"""
+
+import math
+from typing import Any, Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+IMAGE_TOKEN = "<image>"
+AUDIO_TOKEN = "<audio>"
+PAD_TOKEN = "<|pad|>"
+FUSION_TYPES = ("linear", "mlp", "resampler", "cross_attention")
+MODALITIES = ("vision", "audio")
+# Vision towers that interpolate their position embeddings, so any image size (a multiple of the patch) works.
+INTERPOLATING_VISION_TOWERS = ("dinov2", "dinov2_with_registers", "dinov3_vit")
+
+
+@strict
+class MultimodalGPTConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`MultimodalGPTForConditionalGeneration`]: a GPT-2 language model that reads images and audio
+    through pluggable Transformers encoder towers and a fusion module.
+
+    Args:
+        text_config (`GPT2Config` or `dict`, *optional*):
+            The GPT-2 decoder. Defaults to GPT-2 small's architecture.
+        vision_config (`PreTrainedConfig` or `dict`, *optional*):
+            Any Transformers vision encoder (CLIP / SigLIP vision, ViT, DINOv2, ...). `None`: no vision tower.
+        audio_config (`PreTrainedConfig` or `dict`, *optional*):
+            Any Transformers audio encoder (Whisper, whose encoder is used, wav2vec2, HuBERT, ...). `None`: no
+            audio tower.
+        fusion (`str` or `dict[str, str]`, defaults to `"mlp"`):
+            How media reach GPT-2: `"linear"` or `"mlp"` (a projector; one token per feature, spliced in at the
+            `<image>` / `<audio>` placeholders, the LLaVA way), `"resampler"` (a Perceiver resampler that turns each
+            medium into `resampler_num_queries` tokens, spliced in the same way) or `"cross_attention"` (GPT-2 blocks
+            attend to the media through zero-initialised tanh gates, Flamingo's way; the placeholder stays one marker
+            token). A string applies to every tower; `{"vision": ..., "audio": ...}` chooses per modality.
+        image_token_id (`int`, *optional*):
+            Id of the `<image>` placeholder token. Required with a vision tower.
+        audio_token_id (`int`, *optional*):
+            Id of the `<audio>` placeholder token. Required with an audio tower.
+        vision_feature_layer (`int`, defaults to -1):
+            Which hidden state of the vision tower feeds the fusion (-1: the last; LLaVA uses -2 with CLIP). Only
+            patch tokens are used: class and register tokens are dropped.
+        audio_feature_layer (`int`, defaults to -1):
+            Which hidden state of the audio tower feeds the fusion.
+        audio_frame_reduction (`int`, defaults to 4):
+            Audio encoders emit about 50 frames a second; this many consecutive frames become one (`1` to keep all).
+        audio_frame_reduction_mode (`str`, defaults to `"stack"`):
+            `"stack"` concatenates the frames' features (keeps detail, widens the fusion input); `"mean"` averages.
+        projector_hidden_act (`str`, defaults to `"gelu"`):
+            Activation of the `"mlp"` projector.
+        resampler_num_queries (`int`, defaults to 16):
+            Learned queries, hence tokens per medium, of the `"resampler"` fusion.
+        resampler_depth (`int`, defaults to 2):
+            Cross-attention layers of the resampler.
+        resampler_num_heads (`int`, defaults to 8):
+            Attention heads of the resampler (must divide GPT-2's hidden size).
+        cross_attention_interval (`int`, defaults to 1):
+            With `"cross_attention"` fusion, a gated cross-attention layer sits before every n-th GPT-2 block.
+        cross_attention_num_heads (`int`, *optional*):
+            Heads of the gated cross-attention; defaults to GPT-2's number of heads.
+        labelled_logits_only (`bool`, defaults to `True`):
+            In training mode with `labels`, compute the 50k-way LM head only at positions that have a label (prompt,
+            media and padding positions have none): the LM head dominates the cost of a step. The loss is identical;
+            `logits` is then `None`. Evaluation (`model.eval()`) always returns full logits.
+        tie_word_embeddings (`bool`, defaults to `True`):
+            Tie GPT-2's LM head to its input embeddings, as GPT-2 does.
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the initialisation of the fusion weights.
+
+    Example:
+
+    ```python
+    >>> from transformers import CLIPVisionConfig, GPT2Config
+    >>> from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTForConditionalGeneration
+
+    >>> config = MultimodalGPTConfig(
+    ...     text_config=GPT2Config(n_layer=2, n_embd=64, n_head=2, vocab_size=1000),
+    ...     vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    ...                                    num_attention_heads=2, image_size=32, patch_size=8),
+    ...     fusion="mlp", image_token_id=999,
+    ... )
+    >>> model = MultimodalGPTForConditionalGeneration(config)
+    ```
+    """
+
+    model_type = "multimodal_gpt"
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="gpt2"),
+        "vision_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_vision_model", optional=True),
+        "audio_config": SubConfigSpec(config_class=AutoConfig, model_type="wav2vec2", optional=True),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    vision_config: dict | PreTrainedConfig | None = None
+    audio_config: dict | PreTrainedConfig | None = None
+    fusion: str | dict[str, str] = "mlp"
+    image_token_id: int | None = None
+    audio_token_id: int | None = None
+    vision_feature_layer: int = -1
+    audio_feature_layer: int = -1
+    audio_frame_reduction: int = 4
+    audio_frame_reduction_mode: Literal["stack", "mean"] = "stack"
+    projector_hidden_act: str = "gelu"
+    resampler_num_queries: int = 16
+    resampler_depth: int = 2
+    resampler_num_heads: int = 8
+    cross_attention_interval: int = 1
+    cross_attention_num_heads: int | None = None
+    labelled_logits_only: bool = True
+    tie_word_embeddings: bool = True
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.fusion = self._normalized_fusion()
+        self._check_towers()
+        self._check_sizes()
+        if self.text_config.model_type != "gpt2":
+            raise ValueError(
+                f"text_config must be a GPT-2 config (model_type 'gpt2'), got '{self.text_config.model_type}'."
+            )
+
+    # ----- validation -------------------------------------------------------------------------------------------
+
+    def _normalized_fusion(self) -> dict[str, str]:
+        """Turn `fusion` into `{modality: fusion}` for the modalities that have a tower, checking every name."""
+        towers = [modality for modality in MODALITIES if self.modality_config(modality) is not None]
+        if isinstance(self.fusion, str):
+            fusion = {modality: self.fusion for modality in towers}
+            names = [self.fusion]
+        else:
+            fusion = dict(self.fusion)
+            names = list(fusion.values())
+            for modality in fusion:
+                if modality not in MODALITIES:
+                    raise ValueError(f"fusion has an entry for '{modality}'; the modalities are {list(MODALITIES)}.")
+                if self.modality_config(modality) is None:
+                    raise ValueError(
+                        f"fusion names '{fusion[modality]}' for {modality}, but the config has no {modality}_config: "
+                        f"give a {modality}_config or remove '{modality}' from fusion."
+                    )
+            for modality in towers:
+                if modality not in fusion:
+                    raise ValueError(
+                        f"fusion has no entry for '{modality}', which has a tower; add one of {FUSION_TYPES}."
+                    )
+        for name in names:
+            if name not in FUSION_TYPES:
+                raise ValueError(f"Unknown fusion '{name}': choose one of {FUSION_TYPES}.")
+        return fusion
+
+    def _check_towers(self) -> None:
+        for modality, token in (("vision", "image"), ("audio", "audio")):
+            if self.modality_config(modality) is not None and getattr(self, f"{token}_token_id") is None:
+                raise ValueError(
+                    f"A {modality} tower needs `{token}_token_id`: the id of the <{token}> placeholder in your "
+                    "tokenizer (`multimodal_gpt.add_multimodal_tokens(tokenizer)` adds it and returns the ids)."
+                )
+        if self.image_token_id is not None and self.image_token_id == self.audio_token_id:
+            raise ValueError(f"image_token_id and audio_token_id are both {self.image_token_id}; they must differ.")
+        vocab_size = self.text_config.vocab_size
+        for name in ("image_token_id", "audio_token_id"):
+            token_id = getattr(self, name)
+            if token_id is not None and not 0 <= token_id < vocab_size:
+                raise ValueError(
+                    f"{name}={token_id} is outside the text vocabulary (size {vocab_size}): set "
+                    "text_config.vocab_size to len(tokenizer) after adding the special tokens."
+                )
+
+    def _check_sizes(self) -> None:
+        if self.audio_frame_reduction < 1:
+            raise ValueError(f"audio_frame_reduction must be >= 1, got {self.audio_frame_reduction}.")
+        if self.cross_attention_interval < 1:
+            raise ValueError(f"cross_attention_interval must be >= 1, got {self.cross_attention_interval}.")
+        hidden_size = self.text_config.hidden_size
+        if "resampler" in self.fusion.values() and hidden_size % self.resampler_num_heads:
+            raise ValueError(
+                f"resampler_num_heads={self.resampler_num_heads} must divide GPT-2's hidden size {hidden_size}."
+            )
+        if "cross_attention" in self.fusion.values() and hidden_size % self.cross_attention_heads:
+            raise ValueError(
+                f"cross_attention_num_heads={self.cross_attention_heads} must divide GPT-2's hidden size "
+                f"{hidden_size}."
+            )
+
+    # ----- derived quantities -----------------------------------------------------------------------------------
+
+    def modality_config(self, modality: str) -> PreTrainedConfig | None:
+        """The tower config of `modality` ("vision" or "audio"), or `None` when the model has no such tower."""
+        return self.vision_config if modality == "vision" else self.audio_config
+
+    @property
+    def cross_attention_heads(self) -> int:
+        return self.cross_attention_num_heads or self.text_config.n_head
+
+    @property
+    def cross_attention_layers(self) -> list[int]:
+        """Indices of the GPT-2 blocks that get a gated cross-attention in front (empty without that fusion)."""
+        if "cross_attention" not in self.fusion.values():
+            return []
+        return list(range(0, self.text_config.n_layer, self.cross_attention_interval))
+
+    def num_image_tokens(self, height: int | None = None, width: int | None = None) -> int:
+        """How many tokens one `<image>` placeholder expands to, for an image of `height` x `width` pixels (default:
+        the tower's `image_size`). Must match what the model produces: the processor relies on it."""
+        if self.vision_config is None:
+            raise ValueError("This model has no vision tower, so images cannot be given.")
+        fusion = self.fusion["vision"]
+        if fusion == "cross_attention":
+            return 1
+        if fusion == "resampler":
+            return self.resampler_num_queries
+        image_size = _pair(self.vision_config.image_size)
+        patch_size = _pair(self.vision_config.patch_size)
+        height, width = height or image_size[0], width or image_size[1]
+        return (height // patch_size[0]) * (width // patch_size[1])
+
+    def audio_encoder_output_length(self, input_length: int) -> int:
+        """Frames the audio tower emits for an input of `input_length` (samples for waveform towers, mel frames for
+        Whisper-style towers), before the frame reduction."""
+        audio_config = self.audio_config
+        if audio_config is None:
+            raise ValueError("This model has no audio tower, so audio cannot be given.")
+        if hasattr(audio_config, "conv_kernel"):  # wav2vec2 family: a stack of 1-D convolutions over the waveform
+            for kernel, stride in zip(audio_config.conv_kernel, audio_config.conv_stride):
+                input_length = max((input_length - kernel) // stride + 1, 0)
+            if getattr(audio_config, "add_adapter", False):
+                for _ in range(audio_config.num_adapter_layers):
+                    input_length = max((input_length - 1) // audio_config.adapter_stride + 1, 0)
+            return input_length
+        if hasattr(audio_config, "num_mel_bins"):  # Whisper family: two convolutions, the second with stride 2
+            return (input_length - 1) // 2 + 1
+        raise ValueError(
+            f"Cannot compute output lengths of audio tower '{audio_config.model_type}': supported towers have "
+            "`conv_kernel`/`conv_stride` (wav2vec2, HuBERT, ...) or `num_mel_bins` (Whisper)."
+        )
+
+    def num_audio_tokens(self, input_length: int) -> int:
+        """How many tokens one `<audio>` placeholder expands to, for a clip whose tower input is `input_length` long
+        (samples, or valid mel frames for Whisper). Must match the model: the processor relies on it."""
+        fusion = self.fusion["audio"]
+        if fusion == "cross_attention":
+            return 1
+        if fusion == "resampler":
+            return self.resampler_num_queries
+        frames = self.audio_encoder_output_length(input_length)
+        return math.ceil(frames / self.audio_frame_reduction)
+
+
+def add_multimodal_tokens(tokenizer: Any) -> dict[str, int]:
+    """Give any tokenizer the `<image>` and `<audio>` placeholders and a pad token; safe to call more than once.
+
+    The placeholders are added as special tokens (never split, skipped by `decode(..., skip_special_tokens=True)`)
+    and listed in `tokenizer.extra_special_tokens`, so they are saved with the tokenizer. A tokenizer without a pad
+    token (the real GPT-2 one) gets `<|pad|>` (not its eos token: a collator that masks padding must never mask the
+    end of text the model has to learn); an existing pad token is kept. New tokens take the next free ids, so the
+    same tokenizer always gives the same ids: a model and a processor built from the same parts agree. Resize the
+    model's embeddings to `len(tokenizer)` afterwards.
+
+    Returns:
+        `dict[str, int]`: `image_token_id`, `audio_token_id` and `pad_token_id`, named like the config fields.
+    """
+    if tokenizer.pad_token is None:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+    missing = [token for token in (IMAGE_TOKEN, AUDIO_TOKEN) if token not in tokenizer.extra_special_tokens]
+    if missing:
+        # `replace_extra_special_tokens=False` keeps the tokenizer's own extra special tokens flagged as special.
+        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    return {
+        "image_token_id": tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        "audio_token_id": tokenizer.convert_tokens_to_ids(AUDIO_TOKEN),
+        "pad_token_id": tokenizer.pad_token_id,
+    }
+
+
+def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
+
+
+__all__ = ["AUDIO_TOKEN", "IMAGE_TOKEN", "PAD_TOKEN", "MultimodalGPTConfig", "add_multimodal_tokens"]

@@ -1,0 +1,169 @@
+"""The fusion blocks: how encoder features reach GPT-2.
+
+Leaf blocks take explicit keyword-only sizes, so each can be built and tested alone (flamingo-pytorch's style); the
+model wires them from the config. This is a "Hub file": it imports only torch, transformers and the standard library.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.activations import ACT2FN
+
+
+class MultimodalProjector(nn.Module):
+    """Maps encoder features to GPT-2's width: one `Linear`, or LLaVA-1.5's `Linear -> act -> Linear`."""
+
+    def __init__(self, *, in_features: int, out_features: int, kind: str = "mlp", hidden_act: str = "gelu"):
+        super().__init__()
+        if kind == "linear":
+            self.layers = nn.Sequential(nn.Linear(in_features, out_features))
+        elif kind == "mlp":
+            self.layers = nn.Sequential(
+                nn.Linear(in_features, out_features), ACT2FN[hidden_act], nn.Linear(out_features, out_features)
+            )
+        else:
+            raise ValueError(f"MultimodalProjector kind must be 'linear' or 'mlp', got '{kind}'.")
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
+
+
+class AudioFrameReducer(nn.Module):
+    """Cuts the frame rate of audio features by `factor` (50 Hz encoders -> 12.5 Hz with the default 4).
+
+    `"stack"` concatenates `factor` consecutive frames (the width grows `factor`-fold, no information lost), `"mean"`
+    averages the valid ones. The last group is zero-padded; a reduced frame is valid when any of its frames is.
+    """
+
+    def __init__(self, *, factor: int, mode: str = "stack"):
+        super().__init__()
+        if mode not in ("stack", "mean"):
+            raise ValueError(f"AudioFrameReducer mode must be 'stack' or 'mean', got '{mode}'.")
+        self.factor = factor
+        self.mode = mode
+
+    def output_features(self, in_features: int) -> int:
+        return in_features * self.factor if self.mode == "stack" else in_features
+
+    def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames: (N, T, D), frame_mask: (N, T) bool -> (N, ceil(T / factor), D') and its mask."""
+        if self.factor == 1:
+            return frames, frame_mask
+        num_clips, num_frames, width = frames.shape
+        pad = -num_frames % self.factor
+        frames = F.pad(frames * frame_mask.unsqueeze(-1), (0, 0, 0, pad))  # zero out padding frames
+        frame_mask = F.pad(frame_mask, (0, pad))
+        groups = frames.view(num_clips, -1, self.factor, width)  # (N, T', factor, D)
+        group_mask = frame_mask.view(num_clips, -1, self.factor)
+        if self.mode == "stack":
+            reduced = groups.flatten(2)
+        else:
+            counts = group_mask.sum(-1, keepdim=True).clamp(min=1)
+            reduced = groups.sum(2) / counts
+        return reduced, group_mask.any(-1)
+
+
+class MaskedCrossAttention(nn.Module):
+    """Multi-head attention from `queries` (N, Q, D) to `context` (N, K, Dc), ignoring context positions where
+    `context_mask` (N, K) is False. Uses `F.scaled_dot_product_attention` (SDPA)."""
+
+    def __init__(self, *, dim: int, context_dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.kv_proj = nn.Linear(context_dim, 2 * dim, bias=False)
+        self.out_proj = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor) -> torch.Tensor:
+        num_items, num_queries, dim = queries.shape
+        head_dim = dim // self.num_heads
+        query = self.q_proj(queries).view(num_items, num_queries, self.num_heads, head_dim).transpose(1, 2)
+        key, value = self.kv_proj(context).view(num_items, -1, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
+        # (N, 1, 1, K): every query sees the same valid context positions. A row with no valid position (a sample
+        # without media) would give NaN, so it attends everywhere and its caller zeroes the result.
+        attend = context_mask | ~context_mask.any(-1, keepdim=True)
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attend[:, None, None, :])
+        return self.out_proj(attended.transpose(1, 2).reshape(num_items, num_queries, dim))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, *, dim: int, mult: int = 4):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.LayerNorm(dim),
+            nn.Linear(dim, dim * mult, bias=False),
+            nn.GELU(),
+            nn.Linear(dim * mult, dim, bias=False),
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layers(hidden_states)
+
+
+class PerceiverResampler(nn.Module):
+    """Flamingo's Perceiver resampler: `num_queries` learned latents cross-attend to the media features (and to
+    themselves), so every medium becomes exactly `num_queries` tokens, whatever its length.
+
+    Input (N, T, in_features) with mask (N, T); output (N, num_queries, dim).
+    """
+
+    def __init__(self, *, in_features: int, dim: int, depth: int = 2, num_heads: int = 8, num_queries: int = 16):
+        super().__init__()
+        self.input_proj = nn.Linear(in_features, dim)
+        self.latents = nn.Parameter(torch.randn(num_queries, dim) * 0.02)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "media_norm": nn.LayerNorm(dim),
+                    "latent_norm": nn.LayerNorm(dim),
+                    "attention": MaskedCrossAttention(dim=dim, context_dim=dim, num_heads=num_heads),
+                    "feed_forward": FeedForward(dim=dim),
+                }
+            )
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, features: torch.Tensor, feature_mask: torch.Tensor) -> torch.Tensor:
+        media = self.input_proj(features)
+        latents = self.latents.unsqueeze(0).expand(media.shape[0], -1, -1)
+        latent_mask = feature_mask.new_ones(latents.shape[:2])
+        for layer in self.layers:
+            normed_latents = layer["latent_norm"](latents)
+            # Flamingo: keys and values are the media *and* the latents
+            context = torch.cat([layer["media_norm"](media), normed_latents], dim=1)
+            context_mask = torch.cat([feature_mask, latent_mask], dim=1)
+            latents = latents + layer["attention"](normed_latents, context, context_mask)
+            latents = latents + layer["feed_forward"](latents)
+        return self.norm(latents)
+
+
+class GatedCrossAttentionLayer(nn.Module):
+    """Flamingo's GATED XATTN-DENSE: text attends to media, then a feed-forward, each through a tanh gate that
+    starts at 0, so a freshly built layer is the identity and GPT-2 starts out exactly as pretrained.
+
+    text: (B, T, dim); media: (B, M, dim) with mask (B, M). Rows with no valid media are left unchanged.
+    """
+
+    def __init__(self, *, dim: int, num_heads: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attention = MaskedCrossAttention(dim=dim, context_dim=dim, num_heads=num_heads)
+        self.attention_gate = nn.Parameter(torch.zeros(1))
+        self.feed_forward = FeedForward(dim=dim)
+        self.feed_forward_gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, text: torch.Tensor, media: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
+        has_media = media_mask.any(-1).to(text.dtype)[:, None, None]  # (B, 1, 1)
+        attended = self.attention(self.norm(text), media, media_mask)
+        text = text + attended * self.attention_gate.tanh() * has_media
+        return text + self.feed_forward(text) * self.feed_forward_gate.tanh() * has_media
+
+
+__all__ = [
+    "AudioFrameReducer",
+    "GatedCrossAttentionLayer",
+    "MaskedCrossAttention",
+    "MultimodalProjector",
+    "PerceiverResampler",
+]

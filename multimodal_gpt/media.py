@@ -1,0 +1,368 @@
+"""Audio and image decoding that works on a fresh machine, without FFmpeg, torchcodec or torchvision.
+
+`datasets` decodes `Audio` columns through torchcodec and FFmpeg, and fails with an `ImportError` where they are
+missing. The project therefore keeps media columns as file paths (or as the undecoded `{"path", "bytes"}` dicts of
+`Audio(decode=False)` / `Image(decode=False)`) and decodes them itself:
+
+- audio with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF...) and resampling with soxr;
+- images with Pillow, always returned as fully loaded RGB images.
+
+A `datasets` data set with decoding `Audio` / `Image` columns (from the Hub, or an `audiofolder`) is handed over to
+these decoders by [`undecoded_media_columns`]:
+
+```py
+>>> ds = undecoded_media_columns(load_dataset("some/speech", split="train"))
+>>> ds[0]["audio"]
+{'bytes': b'RIFF...', 'path': 'clip.wav'}
+>>> load_audio(ds[0]["audio"], sampling_rate=16000)
+array([...], dtype=float32)
+```
+
+Every decoding failure is a `ValueError` that names the file, so a bad clip in a large data set can be found.
+"""
+
+import dataclasses
+import io
+import os
+import struct
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import datasets
+import numpy as np
+import soundfile
+import soxr
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+AudioSource = str | os.PathLike | bytes | bytearray | np.ndarray | Mapping[str, Any]
+ImageSource = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray | Mapping[str, Any]
+
+# File name extensions the decoders read: used to tell audio from image files in users' metadata.
+AUDIO_EXTENSIONS = frozenset(
+    {f".{name.lower()}" for name in soundfile.available_formats()} | {".aif", ".oga", ".opus", ".mp3"}
+)
+IMAGE_EXTENSIONS = frozenset(Image.registered_extensions())
+
+# A RIFF `data` chunk of this size was written by a streaming writer that never went back to fill it in.
+_RIFF_OPEN_SIZES = (0, 0xFFFFFFFF)
+
+
+def _source_name(source: Any) -> str:
+    """A short description of a media source for error messages: its path where it has one."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, Mapping) and source.get("path"):
+        return str(source["path"])
+    if isinstance(source, Image.Image) and getattr(source, "filename", ""):
+        return str(source.filename)
+    return f"<{type(source).__name__}>"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Audio
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _wav_missing_bytes(stream: BinaryIO) -> int:
+    """How many bytes the `data` chunk of a RIFF/WAVE stream declares beyond the end of the stream.
+
+    libsndfile silently decodes a truncated WAV file up to where the file ends, so truncation is found by comparing
+    the header with the file size. Returns 0 for a complete file and for any other format.
+    """
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    header = stream.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return 0
+    position = 12
+    while position + 8 <= size:
+        stream.seek(position)
+        chunk_id, chunk_size = struct.unpack("<4sI", stream.read(8))
+        if chunk_id == b"data":
+            return 0 if chunk_size in _RIFF_OPEN_SIZES else max(0, position + 8 + chunk_size - size)
+        position += 8 + chunk_size + (chunk_size & 1)  # RIFF chunks are padded to an even size
+    return 0
+
+
+def _decode_audio_file(file: str | os.PathLike | bytes | bytearray, name: str) -> tuple[np.ndarray, int]:
+    """Decodes a whole audio file (a path or its bytes) to `(samples, channels)` float32 and its sampling rate."""
+    is_path = isinstance(file, (str, os.PathLike))
+    if is_path and not os.path.isfile(file):
+        raise FileNotFoundError(f"Audio file not found: {name}")
+    try:
+        with open(file, "rb") if is_path else io.BytesIO(file) as stream:
+            missing = _wav_missing_bytes(stream)
+            stream.seek(0)
+            audio, rate = soundfile.read(stream, dtype="float32", always_2d=True)
+    except (RuntimeError, EOFError) as error:  # soundfile.LibsndfileError is a RuntimeError
+        raise ValueError(
+            f"Could not decode audio {name}: {str(error).rstrip('.')}. The file is corrupt, truncated or not in a "
+            "format libsndfile reads (WAV, FLAC, OGG, Opus, MP3, AIFF...)."
+        ) from error
+    if missing:
+        raise ValueError(
+            f"Audio {name} is truncated: its WAV header announces {missing} more bytes of samples than the "
+            "file holds. Re-export or re-download it."
+        )
+    return audio, rate
+
+
+def _audio_from_array(array: np.ndarray, sampling_rate: int | None, name: str) -> tuple[np.ndarray, int]:
+    """Turns a 1-D or 2-D sample array into float32 `(samples, channels)`; integer PCM is scaled to [-1, 1)."""
+    if sampling_rate is None:
+        raise ValueError(
+            f"The sampling rate of audio {name} is unknown: pass orig_sampling_rate=... or a dict "
+            "{'array': ..., 'sampling_rate': ...}."
+        )
+    if array.ndim not in (1, 2):
+        raise ValueError(
+            f"Audio {name} must have 1 (samples) or 2 (channels and samples) dimensions, got {array.shape}."
+        )
+    if np.issubdtype(array.dtype, np.integer):
+        info = np.iinfo(array.dtype)
+        half_range = (int(info.max) - int(info.min) + 1) / 2  # 32768 for int16
+        array = (array.astype(np.float64) - (int(info.max) + int(info.min) + 1) / 2) / half_range
+    elif not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"Audio {name} must hold float or integer PCM samples, got dtype {array.dtype}.")
+    if array.ndim == 1:
+        audio = array[:, None]
+    else:  # the shorter axis holds the channels: (channels, samples) as torchcodec, (samples, channels) as soundfile
+        audio = array.T if array.shape[0] < array.shape[1] else array
+    return audio.astype(np.float32, copy=False), int(sampling_rate)
+
+
+def _read_audio_mapping(source: Mapping[str, Any], orig_sampling_rate: int | None) -> tuple[np.ndarray, int]:
+    """Reads a `datasets` Audio value: decoded `{"array", "sampling_rate"}` or undecoded `{"path", "bytes"}`."""
+    name = _source_name(source)
+    if source.get("array") is not None:
+        rate = source.get("sampling_rate") or orig_sampling_rate
+        return _audio_from_array(np.asarray(source["array"]), rate, name)
+    if source.get("bytes") is not None:
+        return _decode_audio_file(source["bytes"], name)
+    if source.get("path") is not None:
+        return _decode_audio_file(source["path"], name)
+    raise ValueError(
+        f"An audio dict needs 'array' and 'sampling_rate', or 'path' or 'bytes'; got keys {list(source)}."
+    )
+
+
+def read_audio(source: AudioSource, *, orig_sampling_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Decodes audio at its own sampling rate and mixes it down to mono.
+
+    Args:
+        source (`str`, `os.PathLike`, `bytes`, `np.ndarray` or `dict`):
+            A file path; the bytes of a file; a sample array (1-D, or 2-D where the shorter axis holds the
+            channels; integer PCM is scaled to [-1, 1)); or a `datasets` Audio value: `{"array", "sampling_rate"}`
+            or the `{"path", "bytes"}` of `Audio(decode=False)` (the bytes win where both are given).
+        orig_sampling_rate (`int`, *optional*):
+            The sampling rate of an array `source` (or of a dict without `sampling_rate`). Files carry their own.
+
+    Returns:
+        `tuple[np.ndarray, int]`: the float32 samples of shape `(num_samples,)` and their sampling rate in Hz.
+
+    Raises:
+        `FileNotFoundError`: the path does not exist.
+        `ValueError`: the file is corrupt or truncated, the clip is empty or not finite, or an array's rate is unknown.
+    """
+    name = _source_name(source)
+    if isinstance(source, Mapping):
+        audio, rate = _read_audio_mapping(source, orig_sampling_rate)
+    elif isinstance(source, np.ndarray):
+        audio, rate = _audio_from_array(source, orig_sampling_rate, name)
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        audio, rate = _decode_audio_file(source, name)
+    else:
+        raise TypeError(f"Cannot read audio from a {type(source).__name__}: pass a path, bytes, an array or a dict.")
+    if audio.size == 0:
+        raise ValueError(f"Audio {name} is empty (zero samples): drop it from the data set.")
+    mono = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
+    if not np.isfinite(mono).all():
+        raise ValueError(f"Audio {name} holds NaN or infinite samples.")
+    return np.ascontiguousarray(mono), rate
+
+
+def load_audio(
+    source: AudioSource,
+    sampling_rate: int | None = None,
+    *,
+    resample: bool = True,
+    orig_sampling_rate: int | None = None,
+) -> np.ndarray:
+    """Decodes audio to a float32 mono array at the requested sampling rate.
+
+    Args:
+        source (`str`, `os.PathLike`, `bytes`, `np.ndarray` or `dict`):
+            What [`read_audio`] accepts: a path, file bytes, a sample array, or a `datasets` Audio value.
+        sampling_rate (`int`, *optional*):
+            The rate the model expects (16,000 for Whisper and wav2vec2). `None` keeps the source's own rate; use
+            [`read_audio`] to learn it.
+        resample (`bool`, *optional*, defaults to `True`):
+            Resample with soxr (high quality) when the rates differ. With `False` a different rate is an error, for
+            pipelines that must see the data untouched.
+        orig_sampling_rate (`int`, *optional*):
+            The sampling rate of an array `source`.
+
+    Returns:
+        `np.ndarray`: float32 samples of shape `(num_samples,)`; resampling gives `round(n * sampling_rate / rate)`.
+
+    Raises:
+        `ValueError`: see [`read_audio`]; or the rates differ and `resample=False` (the message names both).
+    """
+    if sampling_rate is not None and (not isinstance(sampling_rate, int) or sampling_rate <= 0):
+        raise ValueError(f"sampling_rate must be a positive int (Hz), got {sampling_rate!r}.")
+    audio, rate = read_audio(source, orig_sampling_rate=orig_sampling_rate)
+    if sampling_rate is None or rate == sampling_rate:
+        return audio
+    if not resample:
+        raise ValueError(
+            f"Audio {_source_name(source)} is sampled at {rate} Hz but {sampling_rate} Hz was requested: "
+            "pass resample=True or resample the data beforehand."
+        )
+    return soxr.resample(audio, rate, sampling_rate, quality="HQ").astype(np.float32, copy=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _decode_image_file(file: str | os.PathLike | bytes | bytearray, name: str) -> Image.Image:
+    """Opens an image file (a path or its bytes) and loads its pixels, so truncation surfaces here."""
+    is_path = isinstance(file, (str, os.PathLike))
+    if is_path and not os.path.isfile(file):
+        raise FileNotFoundError(f"Image file not found: {name}")
+    try:
+        with Image.open(file if is_path else io.BytesIO(file)) as image:
+            image.load()  # Image.open only reads the header; a truncated file fails on the pixels
+            if image.getexif().get(Image.ExifTags.Base.Orientation) is not None:
+                return ImageOps.exif_transpose(image)  # as `datasets` does: photos stand the way they were shot
+            return image.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ValueError(
+            f"Could not decode image {name}: {str(error).rstrip('.')}. The file is corrupt, truncated or not an "
+            "image format Pillow reads."
+        ) from error
+
+
+def _image_from_array(array: np.ndarray, name: str) -> Image.Image:
+    """Builds an image from `(H, W)`, `(H, W, C)` or `(C, H, W)` pixels, C in 1, 3, 4; uint8 or floats in [0, 1]."""
+    if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"Image {name} must have shape (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4; got {array.shape}."
+        )
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating) and array.size and 0.0 <= array.min() and array.max() <= 1.0:
+        array = np.rint(array * 255)
+    if array.dtype != np.uint8:
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(
+                f"Image {name} has values in [{array.min()}, {array.max()}]: pass uint8 pixels or floats in [0, 1]."
+            )
+        array = array.astype(np.uint8)
+    return Image.fromarray(array)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Converts any Pillow mode to RGB; transparent pixels become white, as transformers' `convert_to_rgb` does."""
+    if image.mode == "RGB":
+        return image
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # 16/32-bit grayscale: Pillow's own conversion clips everything above 255 to white, so keep the top byte.
+        pixels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
+        image = Image.fromarray(pixels.astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_image(source: ImageSource) -> Image.Image:
+    """Decodes an image to a fully loaded RGB `PIL.Image.Image`.
+
+    Args:
+        source (`str`, `os.PathLike`, `bytes`, `PIL.Image.Image`, `np.ndarray` or `dict`):
+            A file path; the bytes of a file; a Pillow image; pixels of shape `(H, W)`, `(H, W, C)` or `(C, H, W)`
+            (uint8, or floats in [0, 1]); or the `{"path", "bytes"}` of a `datasets` `Image(decode=False)` value.
+
+    Returns:
+        `PIL.Image.Image`: an RGB image. Grayscale, palette, CMYK and 16-bit images are converted; transparent pixels
+        become white; the EXIF orientation is applied.
+
+    Raises:
+        `FileNotFoundError`: the path does not exist.
+        `ValueError`: the file is corrupt or truncated (Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay `False`,
+        its default, for truncation to be noticed), or an array has an unsupported shape or range.
+    """
+    name = _source_name(source)
+    if isinstance(source, Image.Image):
+        try:
+            source.load()
+        except (OSError, SyntaxError, ValueError) as error:
+            raise ValueError(f"Could not decode image {name}: {error}. The file is corrupt or truncated.") from error
+        image = source
+    elif isinstance(source, Mapping):
+        file = source.get("bytes") if source.get("bytes") is not None else source.get("path")
+        if file is None:
+            raise ValueError(f"An image dict needs 'path' or 'bytes'; got keys {list(source)}.")
+        image = _decode_image_file(file, name)
+    elif isinstance(source, np.ndarray):
+        image = _image_from_array(source, name)
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray)):
+        image = _decode_image_file(source, name)
+    else:
+        raise TypeError(
+            f"Cannot read an image from a {type(source).__name__}: pass a path, bytes, an array or a dict."
+        )
+    return _to_rgb(image)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `datasets` features
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _undecoded_feature(feature: Any) -> Any:
+    """The same feature with every (nested) `Audio` / `Image` set to `decode=False`."""
+    if isinstance(feature, (datasets.Audio, datasets.Image)):
+        return dataclasses.replace(feature, decode=False)
+    if isinstance(feature, (datasets.List, datasets.LargeList)):
+        return dataclasses.replace(feature, feature=_undecoded_feature(feature.feature))
+    if isinstance(feature, dict):
+        return {key: _undecoded_feature(value) for key, value in feature.items()}
+    if isinstance(feature, (list, tuple)) and len(feature) == 1:
+        return [_undecoded_feature(feature[0])]
+    return feature
+
+
+def undecoded_media_columns(
+    dataset: datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict,
+) -> datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict:
+    """Casts every `Audio` and `Image` column (nested ones too) to `decode=False`, so that our decoders take over.
+
+    Rows then hold `{"path": ..., "bytes": ...}` dicts for [`load_audio`] / [`load_image`], and reading a row no
+    longer needs torchcodec or FFmpeg. The cast only changes the feature, not the stored data, so it is instant.
+    An `Audio(sampling_rate=...)` target rate is not applied by the cast: pass it to [`load_audio`].
+
+    Args:
+        dataset (`Dataset`, `DatasetDict`, `IterableDataset` or `IterableDatasetDict`): the data set to cast.
+
+    Returns:
+        The same kind of object with undecoded media columns. Other columns, and iterable data sets whose features
+        are unknown, are returned unchanged.
+    """
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return type(dataset)({split: undecoded_media_columns(part) for split, part in dataset.items()})
+    if dataset.features is None:
+        return dataset
+    for column, feature in dataset.features.items():
+        undecoded = _undecoded_feature(feature)
+        if undecoded != feature:
+            dataset = dataset.cast_column(column, undecoded)
+    return dataset

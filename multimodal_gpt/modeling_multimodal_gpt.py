@@ -1,0 +1,744 @@
+"""MultimodalGPT: GPT-2 with pluggable Transformers vision and audio towers and a fusion module.
+
+Top to bottom: output dataclasses, the GPT-2 block with gated cross-attention, the `PreTrainedModel` base, the base
+model (towers + fusion + GPT-2), the model with the LM head. This is a "Hub file": it imports only torch,
+transformers, huggingface_hub, the standard library and its sibling Hub files (see DESIGN.md).
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+from transformers.models.gpt2.configuration_gpt2 import GPT2Config
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block, GPT2Model
+
+from .configuration_multimodal_gpt import (
+    INTERPOLATING_VISION_TOWERS,
+    MultimodalGPTConfig,
+    _pair,
+    add_multimodal_tokens,
+)
+from .fusion_multimodal_gpt import AudioFrameReducer, GatedCrossAttentionLayer, MultimodalProjector, PerceiverResampler
+
+# Parts of a tower that the features we take do not pass through: frozen at build time, so DDP without
+# `find_unused_parameters` never waits for their gradients (ViT's pooler, SigLIP's attention-pooling head, CLIP's
+# post-layernorm, which only the pooled output sees).
+UNUSED_TOWER_PARTS = {"pooler", "head", "clip_vision_model:post_layernorm"}
+# The flat media inputs: one row per image or clip, in the order of their placeholders in the batch (LLaVA's layout).
+VISION_INPUTS = ("pixel_values",)
+AUDIO_INPUTS = ("input_features", "input_features_mask", "input_values", "input_values_mask")
+
+
+@dataclass
+class MultimodalGPTModelOutputWithPast(BaseModelOutputWithPast):
+    r"""
+    media_embeds (`torch.FloatTensor` of shape `(batch_size, num_media_tokens, hidden_size)`, *optional*):
+        The media that the gated cross-attention fusion attends to, encoded at prefill; `generate()` feeds them back
+        at every decoding step so that the towers run once.
+    media_mask (`torch.BoolTensor` of shape `(batch_size, num_media_tokens)`, *optional*):
+        Which entries of `media_embeds` are real (per-sample media counts differ).
+    """
+
+    media_embeds: torch.FloatTensor | None = None
+    media_mask: torch.BoolTensor | None = None
+
+
+@dataclass
+class MultimodalGPTCausalLMOutputWithPast(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `labels` is given):
+        Next-token prediction loss, averaged over the labelled tokens (or divided by `num_items_in_batch`).
+    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`, *optional*):
+        LM-head scores. `None` in training mode with `labels` when `config.labelled_logits_only` is set.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    cache: Cache | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    media_embeds: torch.FloatTensor | None = None
+    media_mask: torch.BoolTensor | None = None
+
+
+class MultimodalGPT2Block(GPT2Block):
+    """A GPT-2 block, optionally with a gated cross-attention to the media in front of it (Flamingo). Its GPT-2
+    weights keep GPT-2's names, so a pretrained GPT-2 loads into it unchanged."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int, *, cross_attention_heads: int | None = None):
+        super().__init__(config, layer_idx=layer_idx)
+        self.gated_cross_attention = (
+            GatedCrossAttentionLayer(dim=config.hidden_size, num_heads=cross_attention_heads)
+            if cross_attention_heads
+            else None
+        )
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        *args: Any,
+        media_embeds: torch.Tensor | None = None,
+        media_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        if self.gated_cross_attention is not None and media_embeds is not None:
+            hidden_states = self.gated_cross_attention(hidden_states, media_embeds, media_mask)
+        return super().forward(hidden_states, *args, **kwargs)
+
+
+class MultimodalGPTPreTrainedModel(PreTrainedModel):
+    config: MultimodalGPTConfig
+    config_class = MultimodalGPTConfig
+    base_model_prefix = "model"
+    input_modalities = ("image", "audio", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MultimodalGPT2Block", "GPT2Block", "PerceiverResampler"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    accepts_loss_kwargs = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, GatedCrossAttentionLayer):
+            init.zeros_(module.attention_gate)  # closed gates: a fresh model is exactly GPT-2
+            init.zeros_(module.feed_forward_gate)
+        elif isinstance(module, PerceiverResampler):
+            init.normal_(module.latents, std=self.config.initializer_range)
+
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        # The gated cross-attention layers live inside GPT-2, whose own `_init_weights` does not know their gates.
+        for module in self.modules():
+            if isinstance(module, GatedCrossAttentionLayer):
+                self._init_weights(module)
+
+
+class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
+    """The towers, the fusion and GPT-2 (without its LM head)."""
+
+    def __init__(self, config: MultimodalGPTConfig):
+        super().__init__(config)
+        text_config = config.text_config
+        self.language_model = GPT2Model(text_config)
+        if config.cross_attention_layers:
+            self.language_model.h = nn.ModuleList(
+                MultimodalGPT2Block(
+                    text_config,
+                    layer_idx=index,
+                    cross_attention_heads=config.cross_attention_heads
+                    if index in config.cross_attention_layers
+                    else None,
+                )
+                for index in range(text_config.n_layer)
+            )
+        self.vision_tower = build_tower(config.vision_config) if config.vision_config is not None else None
+        self.audio_tower = build_tower(config.audio_config) if config.audio_config is not None else None
+        self.audio_frame_reducer = (
+            AudioFrameReducer(factor=config.audio_frame_reduction, mode=config.audio_frame_reduction_mode)
+            if config.audio_config is not None
+            else None
+        )
+        self.vision_fusion = self._build_fusion("vision") if config.vision_config is not None else None
+        self.audio_fusion = self._build_fusion("audio") if config.audio_config is not None else None
+        self.post_init()
+
+    def _build_fusion(self, modality: str) -> nn.Module:
+        """The module that turns tower features into GPT-2-width media tokens for `modality`."""
+        config = self.config
+        in_features = config.modality_config(modality).hidden_size
+        if modality == "audio":
+            in_features = self.audio_frame_reducer.output_features(in_features)
+        fusion = config.fusion[modality]
+        hidden_size = config.text_config.hidden_size
+        if fusion == "resampler":
+            return PerceiverResampler(
+                in_features=in_features,
+                dim=hidden_size,
+                depth=config.resampler_depth,
+                num_heads=config.resampler_num_heads,
+                num_queries=config.resampler_num_queries,
+            )
+        kind = "linear" if fusion == "cross_attention" else fusion
+        return MultimodalProjector(
+            in_features=in_features, out_features=hidden_size, kind=kind, hidden_act=config.projector_hidden_act
+        )
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    # ----- media encoding ---------------------------------------------------------------------------------------
+
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Encode images: (num_images, channels, height, width) -> (num_images, num_image_tokens, hidden_size)."""
+        self._check_pixel_values(pixel_values)
+        layer = self.config.vision_feature_layer
+        with torch.set_grad_enabled(torch.is_grad_enabled() and _is_trainable(self.vision_tower)):
+            outputs = self.vision_tower(pixel_values=pixel_values, output_hidden_states=layer != -1)
+        features = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
+        patch_size = _pair(self.config.vision_config.patch_size)
+        num_patches = (pixel_values.shape[-2] // patch_size[0]) * (pixel_values.shape[-1] // patch_size[1])
+        features = features[:, -num_patches:]  # patch tokens only: class and register tokens come first
+        if isinstance(self.vision_fusion, PerceiverResampler):
+            return self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
+        return self.vision_fusion(features)
+
+    def get_audio_features(
+        self,
+        input_features: torch.Tensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        input_values: torch.Tensor | None = None,
+        input_values_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode audio clips, either log-mel `input_features` (num_clips, num_mel_bins, frames) for Whisper-style
+        towers or waveforms `input_values` (num_clips, samples) for wav2vec2-style towers, each with its mask of
+        valid positions. Returns tokens (num_clips, max_tokens, hidden_size) and their validity mask."""
+        audio, audio_mask = self._check_audio_inputs(
+            input_features, input_features_mask, input_values, input_values_mask
+        )
+        layer = self.config.audio_feature_layer
+        tower_kwargs = {self.audio_tower.main_input_name: audio, "output_hidden_states": layer != -1}
+        if input_values is not None and getattr(self.config.audio_config, "feat_extract_norm", "layer") == "layer":
+            tower_kwargs["attention_mask"] = audio_mask  # wav2vec2 checkpoints with group norm take no mask
+        with torch.set_grad_enabled(torch.is_grad_enabled() and _is_trainable(self.audio_tower)):
+            outputs = self.audio_tower(**tower_kwargs)
+        frames = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
+        lengths = [self.config.audio_encoder_output_length(int(length)) for length in audio_mask.sum(-1).tolist()]
+        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < torch.tensor(
+            lengths, device=frames.device
+        ).unsqueeze(-1)
+        frames, frame_mask = self.audio_frame_reducer(frames, frame_mask)
+        if isinstance(self.audio_fusion, PerceiverResampler):
+            tokens = self.audio_fusion(frames, frame_mask)
+            return tokens, frame_mask.new_ones(tokens.shape[:2])
+        return self.audio_fusion(frames), frame_mask
+
+    # ----- input checks -----------------------------------------------------------------------------------------
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        if self.vision_tower is None:
+            raise ValueError("pixel_values were given, but this model has no vision tower (config.vision_config).")
+        vision_config = self.config.vision_config
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"pixel_values must have shape (num_images, channels, height, width), got {tuple(pixel_values.shape)}."
+            )
+        channels = getattr(vision_config, "num_channels", 3)
+        if pixel_values.shape[1] != channels:
+            raise ValueError(
+                f"pixel_values have {pixel_values.shape[1]} channels, the vision tower expects {channels}: convert "
+                "images to RGB (the processor does)."
+            )
+        size = tuple(pixel_values.shape[-2:])
+        patch = _pair(vision_config.patch_size)
+        if vision_config.model_type in INTERPOLATING_VISION_TOWERS:
+            if size[0] % patch[0] or size[1] % patch[1]:
+                raise ValueError(f"Image size {size} is not a multiple of the patch size {patch}.")
+        elif size != _pair(vision_config.image_size):
+            raise ValueError(
+                f"Images are {size[0]}x{size[1]} pixels, the vision tower expects "
+                f"{'x'.join(map(str, _pair(vision_config.image_size)))}: resize them (the processor does)."
+            )
+
+    def _check_audio_inputs(
+        self,
+        input_features: torch.Tensor | None,
+        input_features_mask: torch.Tensor | None,
+        input_values: torch.Tensor | None,
+        input_values_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.audio_tower is None:
+            raise ValueError("Audio inputs were given, but this model has no audio tower (config.audio_config).")
+        expected = self.audio_tower.main_input_name
+        audio, audio_mask = (
+            (input_features, input_features_mask)
+            if expected == "input_features"
+            else (input_values, input_values_mask)
+        )
+        if audio is None:
+            other = "input_values" if expected == "input_features" else "input_features"
+            raise ValueError(
+                f"The audio tower ({self.config.audio_config.model_type}) takes `{expected}`, but `{other}` was "
+                "given: use the feature extractor that matches the tower (the processor does)."
+            )
+        length_dim = -1
+        if audio_mask is None:
+            audio_mask = torch.ones(audio.shape[0], audio.shape[length_dim], dtype=torch.long, device=audio.device)
+        if audio_mask.shape != (audio.shape[0], audio.shape[length_dim]):
+            raise ValueError(
+                f"The audio mask has shape {tuple(audio_mask.shape)}, expected {(audio.shape[0], audio.shape[-1])}."
+            )
+        return audio, audio_mask
+
+    def _check_sequence_length(self, sequence_length: int, cache: Cache | None) -> None:
+        past = cache.get_seq_length() if cache is not None else 0
+        limit = self.config.text_config.n_positions
+        if past + sequence_length > limit:
+            raise ValueError(
+                f"The sequence has {past + sequence_length} tokens ({past} cached + {sequence_length} new), more than "
+                f"GPT-2's {limit} positions: truncate the text or use fewer media tokens (e.g. the resampler fusion)."
+            )
+
+    # ----- fusion -----------------------------------------------------------------------------------------------
+
+    def _splice(
+        self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, token_id: int, tokens: torch.Tensor, name: str
+    ) -> torch.Tensor:
+        """Write media `tokens` (num_tokens, hidden) over the placeholder positions of `inputs_embeds` (LLaVA)."""
+        placeholder_mask = input_ids == token_id
+        num_placeholders = int(placeholder_mask.sum())
+        if num_placeholders != tokens.shape[0]:
+            raise ValueError(
+                f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {num_placeholders}, "
+                f"features: {tokens.shape[0]}. Build the inputs with MultimodalGPTProcessor, which expands each "
+                f"<{name}> to the right count."
+            )
+        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), tokens.to(inputs_embeds.dtype))
+
+    def _media_per_sample(
+        self, input_ids: torch.Tensor, media: list[tuple[int, torch.Tensor, torch.Tensor, str]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Group cross-attention media by sample: each medium belongs to the row of its marker token.
+        media: (token_id, tokens (N, L, D), mask (N, L), name) -> (B, M, D) and mask (B, M)."""
+        per_sample: list[list[torch.Tensor]] = [[] for _ in range(input_ids.shape[0])]
+        for token_id, tokens, mask, name in media:
+            rows = (input_ids == token_id).nonzero()[:, 0].tolist()
+            if len(rows) != tokens.shape[0]:
+                raise ValueError(
+                    f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {len(rows)}, "
+                    f"features: {tokens.shape[0]} (with cross-attention fusion each <{name}> stays one marker token)."
+                )
+            for row, medium, medium_mask in zip(rows, tokens, mask):
+                per_sample[row].append(medium[medium_mask])
+        samples = [torch.cat(items) if items else tokens.new_zeros(0, tokens.shape[-1]) for items in per_sample]
+        lengths = torch.tensor([len(sample) for sample in samples], device=input_ids.device)
+        media_embeds = nn.utils.rnn.pad_sequence(samples, batch_first=True)
+        media_mask = torch.arange(media_embeds.shape[1], device=input_ids.device)[None, :] < lengths[:, None]
+        return media_embeds, media_mask
+
+    def _absent_modality_anchor(self, present: set[str]) -> torch.Tensor | float:
+        """0 times the trainable parameters of modalities absent from this batch: keeps every parameter in the
+        graph, so DDP without `find_unused_parameters` does not hang on a text-only batch."""
+        modules = [
+            module
+            for modality in ("vision", "audio")
+            if modality not in present
+            for module in (getattr(self, f"{modality}_tower"), getattr(self, f"{modality}_fusion"))
+            if module is not None
+        ]
+        if self.config.cross_attention_layers and not present & {
+            m for m, f in self.config.fusion.items() if f == "cross_attention"
+        }:
+            modules += [block.gated_cross_attention for block in self.language_model.h if block.gated_cross_attention]
+        parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
+        return sum(p.sum() for p in parameters) * 0.0 if parameters else 0.0
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        input_values_mask: torch.Tensor | None = None,
+        media_embeds: torch.FloatTensor | None = None,
+        media_mask: torch.BoolTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs: Any,
+    ) -> MultimodalGPTModelOutputWithPast:
+        r"""
+        input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Token ids, with `<image>` / `<audio>` placeholders expanded by the processor.
+        pixel_values (`torch.FloatTensor` of shape `(num_images, channels, height, width)`, *optional*):
+            All images of the batch, in the order of their placeholders (row by row).
+        input_features (`torch.FloatTensor` of shape `(num_clips, num_mel_bins, frames)`, *optional*):
+            Log-mel features for Whisper-style audio towers, with `input_features_mask` `(num_clips, frames)`.
+        input_values (`torch.FloatTensor` of shape `(num_clips, samples)`, *optional*):
+            Waveforms for wav2vec2-style audio towers, with `input_values_mask` `(num_clips, samples)`.
+        media_embeds, media_mask (*optional*):
+            Cross-attention media encoded by an earlier call (`generate()` passes them at each decoding step).
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Give exactly one of input_ids and inputs_embeds.")
+        has_vision = pixel_values is not None
+        has_audio = input_features is not None or input_values is not None
+        if (has_vision or has_audio) and input_ids is None:
+            raise ValueError("Media inputs need input_ids, whose placeholders say where each medium goes.")
+        sequence = input_ids if input_ids is not None else inputs_embeds[..., 0]
+        self._check_sequence_length(sequence.shape[1], cache)
+        if inputs_embeds is None:
+            inputs_embeds = self.get_input_embeddings()(input_ids)
+        if input_ids is not None and (cache is None or cache.get_seq_length() == 0):
+            self._check_placeholders_have_media(input_ids, has_vision, has_audio, media_embeds)
+
+        cross_media = []
+        if has_vision:
+            image_tokens = self.get_image_features(pixel_values)
+            if self.config.fusion["vision"] == "cross_attention":
+                image_mask = image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.bool)
+                cross_media.append((self.config.image_token_id, image_tokens, image_mask, "image"))
+            else:
+                inputs_embeds = self._splice(
+                    input_ids, inputs_embeds, self.config.image_token_id, image_tokens.flatten(0, 1), "image"
+                )
+        if has_audio:
+            audio_tokens, audio_mask = self.get_audio_features(
+                input_features, input_features_mask, input_values, input_values_mask
+            )
+            if self.config.fusion["audio"] == "cross_attention":
+                cross_media.append((self.config.audio_token_id, audio_tokens, audio_mask, "audio"))
+            else:
+                inputs_embeds = self._splice(
+                    input_ids, inputs_embeds, self.config.audio_token_id, audio_tokens[audio_mask], "audio"
+                )
+        if cross_media:
+            media_embeds, media_mask = self._media_per_sample(input_ids, cross_media)
+        if self.training and torch.is_grad_enabled():
+            present = {modality for modality, given in (("vision", has_vision), ("audio", has_audio)) if given}
+            inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
+
+        if self.config.cross_attention_layers:
+            kwargs.update(media_embeds=media_embeds, media_mask=media_mask)
+        outputs = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return MultimodalGPTModelOutputWithPast(
+            last_hidden_state=outputs.last_hidden_state,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            media_embeds=media_embeds,
+            media_mask=media_mask,
+        )
+
+    def _check_placeholders_have_media(
+        self, input_ids: torch.Tensor, has_vision: bool, has_audio: bool, media_embeds: torch.Tensor | None
+    ) -> None:
+        """At prefill, a placeholder without its medium would silently feed GPT-2 the placeholder's embedding."""
+        for name, token_id, given in (
+            ("image", self.config.image_token_id, has_vision),
+            ("audio", self.config.audio_token_id, has_audio),
+        ):
+            if token_id is None or given or media_embeds is not None:
+                continue
+            count = int((input_ids == token_id).sum())
+            if count:
+                inputs = "pixel_values" if name == "image" else "input_features / input_values"
+                raise ValueError(f"input_ids hold {count} <{name}> tokens but no {inputs} were given.")
+
+
+class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, GenerationMixin):
+    """MultimodalGPT with GPT-2's LM head (tied to the input embeddings): the model to train and generate with."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.language_model.wte.weight"}
+
+    def __init__(self, config: MultimodalGPTConfig):
+        super().__init__(config)
+        self.model = MultimodalGPTModel(config)
+        self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Module) -> None:
+        self.lm_head = new_embeddings
+
+    @property
+    def vision_tower(self) -> nn.Module | None:
+        return self.model.vision_tower
+
+    @property
+    def audio_tower(self) -> nn.Module | None:
+        return self.model.audio_tower
+
+    @property
+    def language_model(self) -> GPT2Model:
+        return self.model.language_model
+
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values, **kwargs)
+
+    def get_audio_features(self, **audio_inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.get_audio_features(**audio_inputs)
+
+    # ----- freezing ---------------------------------------------------------------------------------------------
+
+    def freeze_towers(self, modality: str | None = None) -> None:
+        """Freeze the vision and/or audio tower (`modality` "vision", "audio" or None for both). A frozen tower
+        runs without building an autograd graph."""
+        for name in ("vision", "audio") if modality is None else (modality,):
+            tower = getattr(self.model, f"{name}_tower")
+            if tower is not None:
+                tower.requires_grad_(False)
+
+    def freeze_language_model(self) -> None:
+        """Freeze GPT-2, embeddings and (tied) LM head included; gated cross-attention layers stay trainable."""
+        self.model.language_model.requires_grad_(False)
+        self.lm_head.requires_grad_(False)
+        for block in self.model.language_model.h:
+            if getattr(block, "gated_cross_attention", None) is not None:
+                block.gated_cross_attention.requires_grad_(True)
+
+    def freeze_all_but_fusion(self) -> None:
+        """Train only the fusion (projectors, resamplers, gated cross-attention), LLaVA's first stage."""
+        self.freeze_towers()
+        self.freeze_language_model()
+
+    # ----- forward ----------------------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        input_features: torch.FloatTensor | None = None,
+        input_features_mask: torch.Tensor | None = None,
+        input_values: torch.FloatTensor | None = None,
+        input_values_mask: torch.Tensor | None = None,
+        media_embeds: torch.FloatTensor | None = None,
+        media_mask: torch.BoolTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs: Any,
+    ) -> MultimodalGPTCausalLMOutputWithPast:
+        r"""
+        Inputs as in [`MultimodalGPTModel.forward`], plus:
+
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Targets, -100 where no loss is wanted (prompt, media, padding). Shifted inside, like GPT-2.
+        logits_to_keep (`int` or `torch.Tensor`, defaults to 0):
+            Compute logits only for the last `logits_to_keep` positions (0: all), as `generate()` asks.
+        """
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            pixel_values=pixel_values,
+            input_features=input_features,
+            input_features_mask=input_features_mask,
+            input_values=input_values,
+            input_values_mask=input_values_mask,
+            media_embeds=media_embeds,
+            media_mask=media_mask,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        vocab_size = self.config.text_config.vocab_size
+        loss = logits = None
+        if labels is not None and self.training and self.config.labelled_logits_only:
+            # The 50k-way head dominates a training step: compute it only where a label is (same loss).
+            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
+            labelled = shift_labels != -100
+            labelled_logits = self.lm_head(hidden_states[labelled])
+            loss = self.loss_function(
+                logits=labelled_logits,
+                labels=None,
+                shift_labels=shift_labels[labelled],
+                vocab_size=vocab_size,
+                **kwargs,
+            )
+        else:
+            slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
+            logits = self.lm_head(hidden_states[:, slice_indices, :])
+            if labels is not None:
+                loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size, **kwargs)
+        return MultimodalGPTCausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            media_embeds=outputs.media_embeds,
+            media_mask=outputs.media_mask,
+        )
+
+    # ----- generation -------------------------------------------------------------------------------------------
+
+    def _update_model_kwargs_for_generation(
+        self,
+        outputs: ModelOutput,
+        model_kwargs: dict[str, Any],
+        is_encoder_decoder: bool = False,
+        num_new_tokens: int = 1,
+    ) -> dict[str, Any]:
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        if getattr(outputs, "media_embeds", None) is not None:
+            # Cross-attention media were encoded at prefill: every later step reuses them, the towers run once.
+            model_kwargs["media_embeds"] = outputs.media_embeds
+            model_kwargs["media_mask"] = outputs.media_mask
+        return model_kwargs
+
+    def _expand_inputs_for_generation(
+        self,
+        expand_size: int = 1,
+        is_encoder_decoder: bool = False,
+        input_ids: torch.LongTensor | None = None,
+        **model_kwargs: Any,
+    ) -> tuple[torch.LongTensor, dict[str, Any]]:
+        """Beam search and `num_return_sequences` repeat every sample; flat media rows (one per medium, not per
+        sample) must be repeated with the sample that owns them, not one by one."""
+        if expand_size == 1 or input_ids is None:
+            return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
+        media = {
+            key: model_kwargs.pop(key) for key in VISION_INPUTS + AUDIO_INPUTS if model_kwargs.get(key) is not None
+        }
+        input_ids_before = input_ids
+        input_ids, model_kwargs = super()._expand_inputs_for_generation(
+            expand_size, is_encoder_decoder, input_ids, **model_kwargs
+        )
+        for keys, modality in ((VISION_INPUTS, "vision"), (AUDIO_INPUTS, "audio")):
+            given = {key: value for key, value in media.items() if key in keys}
+            if given:
+                owners = self._media_owners(input_ids_before, modality, given)
+                order = [
+                    item for row in range(len(input_ids_before)) for _ in range(expand_size) for item in owners[row]
+                ]
+                index = torch.tensor(order, dtype=torch.long, device=next(iter(given.values())).device)
+                model_kwargs.update({key: value.index_select(0, index) for key, value in given.items()})
+        return input_ids, model_kwargs
+
+    def _media_owners(self, input_ids: torch.Tensor, modality: str, media: dict[str, torch.Tensor]) -> list[list[int]]:
+        """For each batch row, the indices of the media rows that its placeholders stand for."""
+        config = self.config
+        if modality == "vision":
+            pixel_values = media["pixel_values"]
+            tokens = [config.num_image_tokens(*pixel_values.shape[-2:])] * len(pixel_values)
+            token_id = config.image_token_id
+        else:
+            mask_key = "input_features_mask" if "input_features" in media else "input_values_mask"
+            audio = media.get("input_features", media.get("input_values"))
+            mask = media.get(mask_key)
+            lengths = mask.sum(-1).tolist() if mask is not None else [audio.shape[-1]] * len(audio)
+            tokens = [config.num_audio_tokens(int(length)) for length in lengths]
+            token_id = config.audio_token_id
+        placeholder_rows = (input_ids == token_id).nonzero()[:, 0].tolist()
+        owners: list[list[int]] = [[] for _ in range(len(input_ids))]
+        start = 0
+        for item, count in enumerate(tokens):
+            if start >= len(placeholder_rows):
+                raise ValueError(f"There are more {modality} inputs than placeholders in input_ids.")
+            owners[placeholder_rows[start]].append(item)
+            start += count
+        return owners
+
+    # ----- building from pretrained parts -----------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained_parts(
+        cls,
+        text_model: str | os.PathLike,
+        vision_model: str | os.PathLike | None = None,
+        audio_model: str | os.PathLike | None = None,
+        **config_kwargs: Any,
+    ) -> "MultimodalGPTForConditionalGeneration":
+        """One model from separately pretrained checkpoints (Hub ids or local folders), like
+        `VisionEncoderDecoderModel.from_encoder_decoder_pretrained`: a GPT-2, a vision model and/or an audio model.
+        Their weights are carried over exactly; `<image>` / `<audio>` are added to GPT-2's vocabulary (the same ids
+        as `MultimodalGPTProcessor.from_pretrained_parts` gives), and the LM head stays tied to the embeddings.
+        `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`)."""
+        tokenizer = AutoTokenizer.from_pretrained(text_model)
+        token_ids = add_multimodal_tokens(tokenizer)
+        language_model = AutoModelForCausalLM.from_pretrained(text_model)
+        if language_model.config.model_type != "gpt2":
+            raise ValueError(f"text_model must be a GPT-2 checkpoint, got '{language_model.config.model_type}'.")
+        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        towers = {"vision": load_tower(vision_model), "audio": load_tower(audio_model)}
+        config = MultimodalGPTConfig(
+            text_config=language_model.config,
+            vision_config=towers["vision"].config if towers["vision"] is not None else None,
+            audio_config=towers["audio"].config if towers["audio"] is not None else None,
+            image_token_id=token_ids["image_token_id"] if vision_model is not None else None,
+            audio_token_id=token_ids["audio_token_id"] if audio_model is not None else None,
+            **config_kwargs,
+        )
+        model = cls(config)
+        missing, unexpected = model.model.language_model.load_state_dict(
+            language_model.transformer.state_dict(), strict=False
+        )
+        if unexpected or any("gated_cross_attention" not in key for key in missing):
+            raise RuntimeError(f"GPT-2 weights did not fit: missing {missing}, unexpected {unexpected}.")
+        for modality, tower in towers.items():
+            if tower is not None:
+                getattr(model.model, f"{modality}_tower").load_state_dict(tower.state_dict())
+        model.tie_weights()
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        return model
+
+
+def build_tower(tower_config: Any) -> PreTrainedModel:
+    """An encoder tower from its config: `AutoModel.from_config`, but for encoder-decoder configs (Whisper) only
+    the encoder. Tower parts that our features never pass through (poolers, pooling heads) are frozen."""
+    if getattr(tower_config, "is_encoder_decoder", False):
+        tower = AutoModel.from_config(tower_config).get_encoder()
+    else:
+        tower = AutoModel.from_config(tower_config)
+    _freeze_unused_tower_parts(tower, tower_config.model_type)
+    return tower
+
+
+def load_tower(name_or_path: str | os.PathLike | None) -> PreTrainedModel | None:
+    """A pretrained encoder tower from a Hub id or local folder. A dual-encoder checkpoint (CLIP, SigLIP) gives its
+    vision model, an encoder-decoder one (Whisper) its encoder."""
+    if name_or_path is None:
+        return None
+    config = AutoConfig.from_pretrained(name_or_path)
+    if getattr(config, "vision_config", None) is not None and not getattr(config, "is_encoder_decoder", False):
+        tower_class = MODEL_MAPPING[type(config.vision_config)]  # e.g. CLIPModel -> CLIPVisionModel
+        tower = tower_class.from_pretrained(name_or_path)
+    else:
+        tower = AutoModel.from_pretrained(name_or_path)
+        if getattr(config, "is_encoder_decoder", False):
+            tower = tower.get_encoder()
+    return tower
+
+
+def _freeze_unused_tower_parts(tower: nn.Module, model_type: str) -> None:
+    for name, module in tower.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in UNUSED_TOWER_PARTS or f"{model_type}:{leaf}" in UNUSED_TOWER_PARTS:
+            module.requires_grad_(False)
+
+
+def _is_trainable(module: nn.Module) -> bool:
+    return any(parameter.requires_grad for parameter in module.parameters())
+
+
+__all__ = ["MultimodalGPTForConditionalGeneration", "MultimodalGPTModel", "MultimodalGPTPreTrainedModel"]

@@ -1,0 +1,152 @@
+"""Tiny configurations for the test suite (transformers' model-tester style: hidden 32, 2 layers, vocab 99)."""
+
+import torch
+from transformers import (
+    CLIPVisionConfig,
+    GPT2Config,
+    HubertConfig,
+    SiglipVisionConfig,
+    ViTConfig,
+    Wav2Vec2Config,
+    WhisperConfig,
+)
+
+from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTForConditionalGeneration
+
+VOCAB_SIZE = 99
+IMAGE_TOKEN_ID = 97
+AUDIO_TOKEN_ID = 98
+EOS_TOKEN_ID = 0
+IMAGE_SIZE = 8
+PATCH_SIZE = 2
+NUM_MEL_BINS = 8
+FUSIONS = ("linear", "mlp", "resampler", "cross_attention")
+
+_TOWER_SIZES = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2)
+_NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+def text_config(**overrides) -> GPT2Config:
+    kwargs = dict(
+        vocab_size=VOCAB_SIZE,
+        n_positions=256,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=EOS_TOKEN_ID,
+        eos_token_id=EOS_TOKEN_ID,
+        pad_token_id=EOS_TOKEN_ID,
+    )
+    return GPT2Config(**(kwargs | overrides))
+
+
+def vision_config(kind: str = "clip"):
+    image = dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE)
+    if kind == "clip":
+        return CLIPVisionConfig(**_TOWER_SIZES, **image, attention_dropout=0.0)
+    if kind == "siglip":
+        return SiglipVisionConfig(**_TOWER_SIZES, **image, attention_dropout=0.0)
+    if kind == "vit":
+        return ViTConfig(**_TOWER_SIZES, **image, **_NO_DROPOUT)
+    raise ValueError(kind)
+
+
+def audio_config(kind: str = "wav2vec2"):
+    if kind == "whisper":
+        return WhisperConfig(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=37,
+            decoder_ffn_dim=37,
+            num_mel_bins=NUM_MEL_BINS,
+            max_source_positions=30,
+            max_target_positions=32,
+            vocab_size=VOCAB_SIZE,
+            pad_token_id=EOS_TOKEN_ID,
+            bos_token_id=EOS_TOKEN_ID,
+            eos_token_id=EOS_TOKEN_ID,
+            decoder_start_token_id=EOS_TOKEN_ID,
+            dropout=0.0,
+            attention_dropout=0.0,
+            activation_dropout=0.0,
+        )
+    conv = dict(
+        conv_dim=(16, 16),
+        conv_kernel=(8, 8),
+        conv_stride=(4, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        layerdrop=0.0,
+        mask_time_prob=0.0,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        feat_proj_dropout=0.0,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+    )
+    if kind == "wav2vec2":
+        return Wav2Vec2Config(**_TOWER_SIZES, **conv)
+    if kind == "hubert":
+        return HubertConfig(**_TOWER_SIZES, **conv)
+    raise ValueError(kind)
+
+
+def tiny_config(vision: str | None = "clip", audio: str | None = "wav2vec2", fusion="mlp", **overrides):
+    kwargs = dict(
+        text_config=text_config(),
+        vision_config=vision_config(vision) if vision else None,
+        audio_config=audio_config(audio) if audio else None,
+        fusion=fusion,
+        image_token_id=IMAGE_TOKEN_ID if vision else None,
+        audio_token_id=AUDIO_TOKEN_ID if audio else None,
+        resampler_num_queries=4,
+        resampler_num_heads=2,
+        audio_frame_reduction=2,
+    )
+    return MultimodalGPTConfig(**(kwargs | overrides))
+
+
+def tiny_model(seed: int = 0, **config_kwargs) -> MultimodalGPTForConditionalGeneration:
+    torch.manual_seed(seed)
+    return MultimodalGPTForConditionalGeneration(tiny_config(**config_kwargs)).eval()
+
+
+def open_gates(model: MultimodalGPTForConditionalGeneration, value: float = 0.5) -> None:
+    """Cross-attention gates start closed (the identity); open them so that media change the output."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("_gate"):
+                parameter.fill_(value)
+
+
+def audio_input(model, num_samples: int | list[int] = 1600, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Right-padded audio inputs for the model's tower: waveforms (wav2vec2/HuBERT) or mel frames (Whisper), one
+    clip per entry of `num_samples` (lengths in samples, or in mel frames for Whisper)."""
+    lengths = [num_samples] if isinstance(num_samples, int) else num_samples
+    generator = torch.Generator().manual_seed(seed)
+    if model.config.audio_config.model_type == "whisper":
+        frames = 2 * model.config.audio_config.max_source_positions  # Whisper's fixed input length
+        features = torch.randn(len(lengths), NUM_MEL_BINS, frames, generator=generator)
+        mask = (torch.arange(frames)[None, :] < torch.tensor(lengths)[:, None]).long()
+        return {"input_features": features * mask[:, None, :], "input_features_mask": mask}
+    longest = max(lengths)
+    values = torch.randn(len(lengths), longest, generator=generator)
+    mask = (torch.arange(longest)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return {"input_values": values * mask, "input_values_mask": mask}
+
+
+def image_input(num_images: int = 1, seed: int = 0) -> torch.Tensor:
+    return torch.randn(num_images, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def media_tokens(model, modality: str, count: int) -> list[int]:
+    """The expanded placeholder run for one medium that yields `count` tokens (the processor's job, done by hand)."""
+    token_id = model.config.image_token_id if modality == "image" else model.config.audio_token_id
+    return [token_id] * count
