@@ -32,6 +32,17 @@ from .fusion_multimodal_gpt import AudioFrameReducer, GatedCrossAttentionLayer, 
 # `find_unused_parameters` never waits for their gradients (ViT's pooler, SigLIP's attention-pooling head, CLIP's
 # post-layernorm, which only the pooled output sees).
 UNUSED_TOWER_PARTS = {"pooler", "head", "clip_vision_model:post_layernorm"}
+# `register_for_auto_class` records one Auto class per model class; this model answers all of these, so
+# `save_pretrained` writes them all into config.json's `auto_map` for `trust_remote_code=True` users.
+_GENERATION_CLASS = "modeling_multimodal_gpt.MultimodalGPTForConditionalGeneration"
+AUTO_MAP = {
+    "AutoConfig": "configuration_multimodal_gpt.MultimodalGPTConfig",
+    "AutoModel": "modeling_multimodal_gpt.MultimodalGPTModel",
+    "AutoModelForCausalLM": _GENERATION_CLASS,
+    "AutoModelForImageTextToText": _GENERATION_CLASS,
+    "AutoModelForMultimodalLM": _GENERATION_CLASS,
+    "AutoModelForSpeechSeq2Seq": _GENERATION_CLASS,
+}
 # The flat media inputs: one row per image or clip, in the order of their placeholders in the batch (LLaVA's layout).
 VISION_INPUTS = ("pixel_values",)
 AUDIO_INPUTS = ("input_features", "input_features_mask", "input_values", "input_values_mask")
@@ -105,6 +116,11 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_attention_backend = True
     accepts_loss_kwargs = True
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`PreTrainedModel.save_pretrained` (also behind `push_to_hub`), with every Auto class in `auto_map`."""
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -673,11 +689,12 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Genera
         Their weights are carried over exactly; `<image>` / `<audio>` are added to GPT-2's vocabulary (the same ids
         as `MultimodalGPTProcessor.from_pretrained_parts` gives), and the LM head stays tied to the embeddings.
         `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`)."""
+        text_model_type = AutoConfig.from_pretrained(text_model).model_type
+        if text_model_type != "gpt2":
+            raise ValueError(f"text_model must be a GPT-2 checkpoint, got '{text_model_type}' from {text_model}.")
         tokenizer = AutoTokenizer.from_pretrained(text_model)
         token_ids = add_multimodal_tokens(tokenizer)
         language_model = AutoModelForCausalLM.from_pretrained(text_model)
-        if language_model.config.model_type != "gpt2":
-            raise ValueError(f"text_model must be a GPT-2 checkpoint, got '{language_model.config.model_type}'.")
         language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         towers = {"vision": load_tower(vision_model), "audio": load_tower(audio_model)}
         config = MultimodalGPTConfig(

@@ -150,3 +150,44 @@ def media_tokens(model, modality: str, count: int) -> list[int]:
     """The expanded placeholder run for one medium that yields `count` tokens (the processor's job, done by hand)."""
     token_id = model.config.image_token_id if modality == "image" else model.config.audio_token_id
     return [token_id] * count
+
+
+def byte_level_gpt2_tokenizer():
+    """A GPT-2 tokenizer with GPT-2's byte alphabet and no merges: like the real one, it has `<|endoftext|>` and no
+    pad, `<image>` or `<audio>` token."""
+    from transformers import GPT2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {"<|endoftext|>": 0}
+    for symbol in bytes_to_unicode().values():
+        vocab[symbol] = len(vocab)
+    return GPT2Tokenizer(
+        vocab=vocab, merges=[], unk_token="<|endoftext|>", bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+
+
+def save_pretrained_parts(folder) -> dict[str, str]:
+    """Separately "pretrained" tiny checkpoints in local folders, as users would get them from the Hub: a GPT-2 with
+    its tokenizer, a CLIP dual encoder, a Whisper encoder-decoder and a wav2vec2 model."""
+    from pathlib import Path
+
+    from transformers import CLIPConfig, CLIPModel, GPT2LMHeadModel, Wav2Vec2Model, WhisperForConditionalGeneration
+
+    folder = Path(folder)
+    tokenizer = byte_level_gpt2_tokenizer()
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(text_config(vocab_size=len(tokenizer), pad_token_id=None))
+    gpt2.save_pretrained(folder / "gpt2")
+    tokenizer.save_pretrained(folder / "gpt2")
+    clip_vision = vision_config("clip").to_dict()
+    clip = CLIPModel(
+        CLIPConfig(
+            vision_config=clip_vision,
+            text_config=dict(_TOWER_SIZES, vocab_size=VOCAB_SIZE, max_position_embeddings=16),
+            projection_dim=16,
+        )
+    )
+    clip.save_pretrained(folder / "clip")
+    WhisperForConditionalGeneration(audio_config("whisper")).save_pretrained(folder / "whisper")
+    Wav2Vec2Model(audio_config("wav2vec2")).save_pretrained(folder / "wav2vec2")
+    return {name: str(folder / name) for name in ("gpt2", "clip", "whisper", "wav2vec2")}
