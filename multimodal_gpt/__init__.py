@@ -2,7 +2,7 @@
 
 Importing the package registers the config and models with the Auto classes, so `AutoConfig`, `AutoModel`,
 `AutoModelForCausalLM`, `AutoModelForImageTextToText`, `AutoModelForMultimodalLM` and `AutoModelForSpeechSeq2Seq`
-resolve `model_type="multimodal_gpt"` without `trust_remote_code`.
+resolve `model_type="multimodal_gpt"` without `trust_remote_code`, and `AutoProcessor` finds the processor.
 """
 
 from transformers import (
@@ -12,6 +12,7 @@ from transformers import (
     AutoModelForImageTextToText,
     AutoModelForMultimodalLM,
     AutoModelForSpeechSeq2Seq,
+    AutoProcessor,
 )
 
 from .configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig, add_multimodal_tokens
@@ -20,6 +21,7 @@ from .modeling_multimodal_gpt import (
     MultimodalGPTModel,
     MultimodalGPTPreTrainedModel,
 )
+from .processing_multimodal_gpt import MultimodalGPTProcessor
 
 __version__ = "0.1.0"
 
@@ -34,12 +36,14 @@ GENERATION_AUTO_CLASSES = (
 def _register() -> None:
     AutoConfig.register(MultimodalGPTConfig.model_type, MultimodalGPTConfig, exist_ok=True)
     AutoModel.register(MultimodalGPTConfig, MultimodalGPTModel, exist_ok=True)
+    AutoProcessor.register(MultimodalGPTConfig, MultimodalGPTProcessor, exist_ok=True)
     for auto_class in GENERATION_AUTO_CLASSES:
         auto_class.register(MultimodalGPTConfig, MultimodalGPTForConditionalGeneration, exist_ok=True)
     # `save_pretrained` writes these into config.json's `auto_map`, so `trust_remote_code=True` users need nothing
     # but the checkpoint folder.
     MultimodalGPTConfig.register_for_auto_class()
     MultimodalGPTModel.register_for_auto_class("AutoModel")
+    MultimodalGPTProcessor.register_for_auto_class("AutoProcessor")
     for auto_class in GENERATION_AUTO_CLASSES:
         MultimodalGPTForConditionalGeneration.register_for_auto_class(auto_class.__name__)
 
@@ -53,6 +57,7 @@ __all__ = [
     "MultimodalGPTForConditionalGeneration",
     "MultimodalGPTModel",
     "MultimodalGPTPreTrainedModel",
+    "MultimodalGPTProcessor",
     "__version__",
     "add_multimodal_tokens",
 ]

@@ -5,6 +5,7 @@ huggingface_hub and the standard library (see the import rule in DESIGN.md).
 """
 
 import math
+import os
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
@@ -207,51 +208,90 @@ class MultimodalGPTConfig(PreTrainedConfig):
             return []
         return list(range(0, self.text_config.n_layer, self.cross_attention_interval))
 
+    def media_token_spec(self) -> dict[str, dict[str, Any] | None]:
+        """What the processor needs to know to expand `<image>` / `<audio>` to the number of tokens this model
+        produces: the fusion per modality, the vision patch size, the audio tower's convolutions and the frame
+        reduction. Plain JSON, saved in `processor_config.json`; `num_image_tokens` / `num_audio_tokens` below and
+        the processor both count through it."""
+        spec: dict[str, dict[str, Any] | None] = {"image": None, "audio": None}
+        if self.vision_config is not None:
+            spec["image"] = {
+                "fusion": self.fusion["vision"],
+                "patch_size": list(_pair(self.vision_config.patch_size)),
+                "image_size": list(_pair(self.vision_config.image_size)),
+                "resampler_num_queries": self.resampler_num_queries,
+            }
+        if self.audio_config is not None:
+            spec["audio"] = {
+                "fusion": self.fusion["audio"],
+                "convolutions": audio_tower_convolutions(self.audio_config),
+                "frame_reduction": self.audio_frame_reduction,
+                "resampler_num_queries": self.resampler_num_queries,
+            }
+        return spec
+
     def num_image_tokens(self, height: int | None = None, width: int | None = None) -> int:
         """How many tokens one `<image>` placeholder expands to, for an image of `height` x `width` pixels (default:
-        the tower's `image_size`). Must match what the model produces: the processor relies on it."""
+        the tower's `image_size`)."""
         if self.vision_config is None:
             raise ValueError("This model has no vision tower, so images cannot be given.")
-        fusion = self.fusion["vision"]
-        if fusion == "cross_attention":
-            return 1
-        if fusion == "resampler":
-            return self.resampler_num_queries
-        image_size = _pair(self.vision_config.image_size)
-        patch_size = _pair(self.vision_config.patch_size)
-        height, width = height or image_size[0], width or image_size[1]
-        return (height // patch_size[0]) * (width // patch_size[1])
+        return count_image_tokens(self.media_token_spec()["image"], height, width)
 
     def audio_encoder_output_length(self, input_length: int) -> int:
         """Frames the audio tower emits for an input of `input_length` (samples for waveform towers, mel frames for
         Whisper-style towers), before the frame reduction."""
-        audio_config = self.audio_config
-        if audio_config is None:
+        if self.audio_config is None:
             raise ValueError("This model has no audio tower, so audio cannot be given.")
-        if hasattr(audio_config, "conv_kernel"):  # wav2vec2 family: a stack of 1-D convolutions over the waveform
-            for kernel, stride in zip(audio_config.conv_kernel, audio_config.conv_stride):
-                input_length = max((input_length - kernel) // stride + 1, 0)
-            if getattr(audio_config, "add_adapter", False):
-                for _ in range(audio_config.num_adapter_layers):
-                    input_length = max((input_length - 1) // audio_config.adapter_stride + 1, 0)
-            return input_length
-        if hasattr(audio_config, "num_mel_bins"):  # Whisper family: two convolutions, the second with stride 2
-            return (input_length - 1) // 2 + 1
-        raise ValueError(
-            f"Cannot compute output lengths of audio tower '{audio_config.model_type}': supported towers have "
-            "`conv_kernel`/`conv_stride` (wav2vec2, HuBERT, ...) or `num_mel_bins` (Whisper)."
-        )
+        return convolved_length(input_length, audio_tower_convolutions(self.audio_config))
 
     def num_audio_tokens(self, input_length: int) -> int:
         """How many tokens one `<audio>` placeholder expands to, for a clip whose tower input is `input_length` long
-        (samples, or valid mel frames for Whisper). Must match the model: the processor relies on it."""
-        fusion = self.fusion["audio"]
-        if fusion == "cross_attention":
-            return 1
-        if fusion == "resampler":
-            return self.resampler_num_queries
-        frames = self.audio_encoder_output_length(input_length)
-        return math.ceil(frames / self.audio_frame_reduction)
+        (samples, or valid mel frames for Whisper)."""
+        if self.audio_config is None:
+            raise ValueError("This model has no audio tower, so audio cannot be given.")
+        return count_audio_tokens(self.media_token_spec()["audio"], input_length)
+
+
+def audio_tower_convolutions(audio_config: PreTrainedConfig) -> list[list[int]]:
+    """The audio tower's downsampling as `[kernel, stride, padding]` per 1-D convolution over time."""
+    if hasattr(audio_config, "conv_kernel"):  # wav2vec2 family: a stack of 1-D convolutions over the waveform
+        convolutions = [
+            [kernel, stride, 0] for kernel, stride in zip(audio_config.conv_kernel, audio_config.conv_stride)
+        ]
+        if getattr(audio_config, "add_adapter", False):
+            convolutions += [[1, audio_config.adapter_stride, 0]] * audio_config.num_adapter_layers
+        return convolutions
+    if hasattr(audio_config, "num_mel_bins"):  # Whisper family: conv(k3, s1, p1) then conv(k3, s2, p1) over mel frames
+        return [[3, 1, 1], [3, 2, 1]]
+    raise ValueError(
+        f"Cannot compute output lengths of audio tower '{audio_config.model_type}': supported towers have "
+        "`conv_kernel`/`conv_stride` (wav2vec2, HuBERT, ...) or `num_mel_bins` (Whisper)."
+    )
+
+
+def convolved_length(input_length: int, convolutions: list[list[int]]) -> int:
+    for kernel, stride, padding in convolutions:
+        input_length = max((input_length + 2 * padding - kernel) // stride + 1, 0)
+    return input_length
+
+
+def count_image_tokens(spec: dict[str, Any], height: int | None = None, width: int | None = None) -> int:
+    """Tokens for one image under `spec` (see `MultimodalGPTConfig.media_token_spec`)."""
+    if spec["fusion"] == "cross_attention":
+        return 1  # the placeholder stays one marker token; GPT-2 attends to the patches
+    if spec["fusion"] == "resampler":
+        return spec["resampler_num_queries"]
+    height, width = height or spec["image_size"][0], width or spec["image_size"][1]
+    return (height // spec["patch_size"][0]) * (width // spec["patch_size"][1])
+
+
+def count_audio_tokens(spec: dict[str, Any], input_length: int) -> int:
+    """Tokens for one clip whose tower input is `input_length` long, under `spec`."""
+    if spec["fusion"] == "cross_attention":
+        return 1
+    if spec["fusion"] == "resampler":
+        return spec["resampler_num_queries"]
+    return math.ceil(convolved_length(input_length, spec["convolutions"]) / spec["frame_reduction"])
 
 
 def add_multimodal_tokens(tokenizer: Any) -> dict[str, int]:
@@ -280,8 +320,26 @@ def add_multimodal_tokens(tokenizer: Any) -> dict[str, int]:
     }
 
 
+def tower_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
+    """The encoder config of a pretrained vision or audio checkpoint: a dual encoder's (CLIP, SigLIP) vision config,
+    or the checkpoint's own config (ViT, DINOv2, wav2vec2, HuBERT, Whisper, whose encoder is used)."""
+    config = AutoConfig.from_pretrained(name_or_path)
+    if getattr(config, "vision_config", None) is not None and not getattr(config, "is_encoder_decoder", False):
+        return config.vision_config
+    return config
+
+
 def _pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
-__all__ = ["AUDIO_TOKEN", "IMAGE_TOKEN", "PAD_TOKEN", "MultimodalGPTConfig", "add_multimodal_tokens"]
+__all__ = [
+    "AUDIO_TOKEN",
+    "IMAGE_TOKEN",
+    "PAD_TOKEN",
+    "MultimodalGPTConfig",
+    "add_multimodal_tokens",
+    "count_audio_tokens",
+    "count_image_tokens",
+    "tower_config",
+]

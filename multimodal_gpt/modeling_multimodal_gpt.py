@@ -25,6 +25,7 @@ from .configuration_multimodal_gpt import (
     MultimodalGPTConfig,
     _pair,
     add_multimodal_tokens,
+    tower_config,
 )
 from .fusion_multimodal_gpt import AudioFrameReducer, GatedCrossAttentionLayer, MultimodalProjector, PerceiverResampler
 
@@ -736,15 +737,10 @@ def load_tower(name_or_path: str | os.PathLike | None) -> PreTrainedModel | None
     vision model, an encoder-decoder one (Whisper) its encoder."""
     if name_or_path is None:
         return None
-    config = AutoConfig.from_pretrained(name_or_path)
-    if getattr(config, "vision_config", None) is not None and not getattr(config, "is_encoder_decoder", False):
-        tower_class = MODEL_MAPPING[type(config.vision_config)]  # e.g. CLIPModel -> CLIPVisionModel
-        tower = tower_class.from_pretrained(name_or_path)
-    else:
-        tower = AutoModel.from_pretrained(name_or_path)
-        if getattr(config, "is_encoder_decoder", False):
-            tower = tower.get_encoder()
-    return tower
+    config = tower_config(name_or_path)
+    if getattr(config, "is_encoder_decoder", False):
+        return AutoModel.from_pretrained(name_or_path).get_encoder()
+    return MODEL_MAPPING[type(config)].from_pretrained(name_or_path)  # e.g. a CLIPModel folder -> CLIPVisionModel
 
 
 def _freeze_unused_tower_parts(tower: nn.Module, model_type: str) -> None:
