@@ -4,10 +4,14 @@ Leaf blocks take explicit keyword-only sizes, so each can be built and tested al
 model wires them from the config. This is a "Hub file": it imports only torch, transformers and the standard library.
 """
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
+from transformers.models.gpt2.configuration_gpt2 import GPT2Config
+from transformers.models.gpt2.modeling_gpt2 import GPT2Block
 
 
 class MultimodalProjector(nn.Module):
@@ -160,10 +164,36 @@ class GatedCrossAttentionLayer(nn.Module):
         return text + self.feed_forward(text) * self.feed_forward_gate.tanh() * has_media
 
 
+class MultimodalGPT2Block(GPT2Block):
+    """A GPT-2 block, optionally with a gated cross-attention to the media in front of it (Flamingo). Its GPT-2
+    weights keep GPT-2's names, so a pretrained GPT-2 loads into it unchanged."""
+
+    def __init__(self, config: GPT2Config, layer_idx: int, *, cross_attention_heads: int | None = None):
+        super().__init__(config, layer_idx=layer_idx)
+        self.gated_cross_attention = (
+            GatedCrossAttentionLayer(dim=config.hidden_size, num_heads=cross_attention_heads)
+            if cross_attention_heads
+            else None
+        )
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        *args: Any,
+        media_embeds: torch.Tensor | None = None,
+        media_mask: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        if self.gated_cross_attention is not None and media_embeds is not None:
+            hidden_states = self.gated_cross_attention(hidden_states, media_embeds, media_mask)
+        return super().forward(hidden_states, *args, **kwargs)
+
+
 __all__ = [
     "AudioFrameReducer",
     "GatedCrossAttentionLayer",
     "MaskedCrossAttention",
+    "MultimodalGPT2Block",
     "MultimodalProjector",
     "PerceiverResampler",
 ]

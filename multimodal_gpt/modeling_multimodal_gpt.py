@@ -12,27 +12,28 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, GenerationMixin, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
-from transformers.models.auto.modeling_auto import MODEL_MAPPING
-from transformers.models.gpt2.configuration_gpt2 import GPT2Config
-from transformers.models.gpt2.modeling_gpt2 import GPT2Block, GPT2Model
+from transformers.models.gpt2.modeling_gpt2 import GPT2Model
 
 from .configuration_multimodal_gpt import (
     INTERPOLATING_VISION_TOWERS,
     MultimodalGPTConfig,
     _pair,
     add_multimodal_tokens,
-    tower_config,
 )
-from .fusion_multimodal_gpt import AudioFrameReducer, GatedCrossAttentionLayer, MultimodalProjector, PerceiverResampler
+from .fusion_multimodal_gpt import (
+    AudioFrameReducer,
+    GatedCrossAttentionLayer,
+    MultimodalGPT2Block,
+    MultimodalProjector,
+    PerceiverResampler,
+)
+from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
+from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
 
-# Parts of a tower that the features we take do not pass through: frozen at build time, so DDP without
-# `find_unused_parameters` never waits for their gradients (ViT's pooler, SigLIP's attention-pooling head, CLIP's
-# post-layernorm, which only the pooled output sees).
-UNUSED_TOWER_PARTS = {"pooler", "head", "clip_vision_model:post_layernorm"}
 # `register_for_auto_class` records one Auto class per model class; this model answers all of these, so
 # `save_pretrained` writes them all into config.json's `auto_map` for `trust_remote_code=True` users.
 _GENERATION_CLASS = "modeling_multimodal_gpt.MultimodalGPTForConditionalGeneration"
@@ -44,9 +45,6 @@ AUTO_MAP = {
     "AutoModelForMultimodalLM": _GENERATION_CLASS,
     "AutoModelForSpeechSeq2Seq": _GENERATION_CLASS,
 }
-# The flat media inputs: one row per image or clip, in the order of their placeholders in the batch (LLaVA's layout).
-VISION_INPUTS = ("pixel_values",)
-AUDIO_INPUTS = ("input_features", "input_features_mask", "input_values", "input_values_mask")
 
 
 @dataclass
@@ -79,31 +77,6 @@ class MultimodalGPTCausalLMOutputWithPast(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
     media_embeds: torch.FloatTensor | None = None
     media_mask: torch.BoolTensor | None = None
-
-
-class MultimodalGPT2Block(GPT2Block):
-    """A GPT-2 block, optionally with a gated cross-attention to the media in front of it (Flamingo). Its GPT-2
-    weights keep GPT-2's names, so a pretrained GPT-2 loads into it unchanged."""
-
-    def __init__(self, config: GPT2Config, layer_idx: int, *, cross_attention_heads: int | None = None):
-        super().__init__(config, layer_idx=layer_idx)
-        self.gated_cross_attention = (
-            GatedCrossAttentionLayer(dim=config.hidden_size, num_heads=cross_attention_heads)
-            if cross_attention_heads
-            else None
-        )
-
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        *args: Any,
-        media_embeds: torch.Tensor | None = None,
-        media_mask: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        if self.gated_cross_attention is not None and media_embeds is not None:
-            hidden_states = self.gated_cross_attention(hidden_states, media_embeds, media_mask)
-        return super().forward(hidden_states, *args, **kwargs)
 
 
 class MultimodalGPTPreTrainedModel(PreTrainedModel):
@@ -201,7 +174,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         """Encode images: (num_images, channels, height, width) -> (num_images, num_image_tokens, hidden_size)."""
         self._check_pixel_values(pixel_values)
         layer = self.config.vision_feature_layer
-        with torch.set_grad_enabled(torch.is_grad_enabled() and _is_trainable(self.vision_tower)):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.vision_tower)):
             outputs = self.vision_tower(pixel_values=pixel_values, output_hidden_states=layer != -1)
         features = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
         patch_size = _pair(self.config.vision_config.patch_size)
@@ -229,7 +202,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         tower_kwargs = {self.audio_tower.main_input_name: audio, "output_hidden_states": layer != -1}
         if input_values is not None and getattr(self.config.audio_config, "feat_extract_norm", "layer") == "layer":
             tower_kwargs["attention_mask"] = audio_mask  # wav2vec2 checkpoints with group norm take no mask
-        with torch.set_grad_enabled(torch.is_grad_enabled() and _is_trainable(self.audio_tower)):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.audio_tower)):
             outputs = self.audio_tower(**tower_kwargs)
         frames = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
         lengths = [self.config.audio_encoder_output_length(int(length)) for length in audio_mask.sum(-1).tolist()]
@@ -465,7 +438,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                 raise ValueError(f"input_ids hold {count} <{name}> tokens but no {inputs} were given.")
 
 
-class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, GenerationMixin):
+class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin):
     """MultimodalGPT with GPT-2's LM head (tied to the input embeddings): the model to train and generate with."""
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.wte.weight"}
@@ -604,77 +577,6 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Genera
             media_mask=outputs.media_mask,
         )
 
-    # ----- generation -------------------------------------------------------------------------------------------
-
-    def _update_model_kwargs_for_generation(
-        self,
-        outputs: ModelOutput,
-        model_kwargs: dict[str, Any],
-        is_encoder_decoder: bool = False,
-        num_new_tokens: int = 1,
-    ) -> dict[str, Any]:
-        model_kwargs = super()._update_model_kwargs_for_generation(
-            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
-        )
-        if getattr(outputs, "media_embeds", None) is not None:
-            # Cross-attention media were encoded at prefill: every later step reuses them, the towers run once.
-            model_kwargs["media_embeds"] = outputs.media_embeds
-            model_kwargs["media_mask"] = outputs.media_mask
-        return model_kwargs
-
-    def _expand_inputs_for_generation(
-        self,
-        expand_size: int = 1,
-        is_encoder_decoder: bool = False,
-        input_ids: torch.LongTensor | None = None,
-        **model_kwargs: Any,
-    ) -> tuple[torch.LongTensor, dict[str, Any]]:
-        """Beam search and `num_return_sequences` repeat every sample; flat media rows (one per medium, not per
-        sample) must be repeated with the sample that owns them, not one by one."""
-        if expand_size == 1 or input_ids is None:
-            return super()._expand_inputs_for_generation(expand_size, is_encoder_decoder, input_ids, **model_kwargs)
-        media = {
-            key: model_kwargs.pop(key) for key in VISION_INPUTS + AUDIO_INPUTS if model_kwargs.get(key) is not None
-        }
-        input_ids_before = input_ids
-        input_ids, model_kwargs = super()._expand_inputs_for_generation(
-            expand_size, is_encoder_decoder, input_ids, **model_kwargs
-        )
-        for keys, modality in ((VISION_INPUTS, "vision"), (AUDIO_INPUTS, "audio")):
-            given = {key: value for key, value in media.items() if key in keys}
-            if given:
-                owners = self._media_owners(input_ids_before, modality, given)
-                order = [
-                    item for row in range(len(input_ids_before)) for _ in range(expand_size) for item in owners[row]
-                ]
-                index = torch.tensor(order, dtype=torch.long, device=next(iter(given.values())).device)
-                model_kwargs.update({key: value.index_select(0, index) for key, value in given.items()})
-        return input_ids, model_kwargs
-
-    def _media_owners(self, input_ids: torch.Tensor, modality: str, media: dict[str, torch.Tensor]) -> list[list[int]]:
-        """For each batch row, the indices of the media rows that its placeholders stand for."""
-        config = self.config
-        if modality == "vision":
-            pixel_values = media["pixel_values"]
-            tokens = [config.num_image_tokens(*pixel_values.shape[-2:])] * len(pixel_values)
-            token_id = config.image_token_id
-        else:
-            mask_key = "input_features_mask" if "input_features" in media else "input_values_mask"
-            audio = media.get("input_features", media.get("input_values"))
-            mask = media.get(mask_key)
-            lengths = mask.sum(-1).tolist() if mask is not None else [audio.shape[-1]] * len(audio)
-            tokens = [config.num_audio_tokens(int(length)) for length in lengths]
-            token_id = config.audio_token_id
-        placeholder_rows = (input_ids == token_id).nonzero()[:, 0].tolist()
-        owners: list[list[int]] = [[] for _ in range(len(input_ids))]
-        start = 0
-        for item, count in enumerate(tokens):
-            if start >= len(placeholder_rows):
-                raise ValueError(f"There are more {modality} inputs than placeholders in input_ids.")
-            owners[placeholder_rows[start]].append(item)
-            start += count
-        return owners
-
     # ----- building from pretrained parts -----------------------------------------------------------------------
 
     @classmethod
@@ -719,39 +621,6 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Genera
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         return model
-
-
-def build_tower(tower_config: Any) -> PreTrainedModel:
-    """An encoder tower from its config: `AutoModel.from_config`, but for encoder-decoder configs (Whisper) only
-    the encoder. Tower parts that our features never pass through (poolers, pooling heads) are frozen."""
-    if getattr(tower_config, "is_encoder_decoder", False):
-        tower = AutoModel.from_config(tower_config).get_encoder()
-    else:
-        tower = AutoModel.from_config(tower_config)
-    _freeze_unused_tower_parts(tower, tower_config.model_type)
-    return tower
-
-
-def load_tower(name_or_path: str | os.PathLike | None) -> PreTrainedModel | None:
-    """A pretrained encoder tower from a Hub id or local folder. A dual-encoder checkpoint (CLIP, SigLIP) gives its
-    vision model, an encoder-decoder one (Whisper) its encoder."""
-    if name_or_path is None:
-        return None
-    config = tower_config(name_or_path)
-    if getattr(config, "is_encoder_decoder", False):
-        return AutoModel.from_pretrained(name_or_path).get_encoder()
-    return MODEL_MAPPING[type(config)].from_pretrained(name_or_path)  # e.g. a CLIPModel folder -> CLIPVisionModel
-
-
-def _freeze_unused_tower_parts(tower: nn.Module, model_type: str) -> None:
-    for name, module in tower.named_modules():
-        leaf = name.rsplit(".", 1)[-1]
-        if leaf in UNUSED_TOWER_PARTS or f"{model_type}:{leaf}" in UNUSED_TOWER_PARTS:
-            module.requires_grad_(False)
-
-
-def _is_trainable(module: nn.Module) -> bool:
-    return any(parameter.requires_grad for parameter in module.parameters())
 
 
 __all__ = ["MultimodalGPTForConditionalGeneration", "MultimodalGPTModel", "MultimodalGPTPreTrainedModel"]

@@ -20,12 +20,16 @@ from transformers import (
     AutoTokenizer,
     BatchFeature,
     ProcessorMixin,
+    ViTImageProcessor,
+    Wav2Vec2FeatureExtractor,
+    WhisperFeatureExtractor,
 )
 
 from .configuration_multimodal_gpt import (
     AUDIO_TOKEN,
     IMAGE_TOKEN,
     MultimodalGPTConfig,
+    _pair,
     add_multimodal_tokens,
     count_audio_tokens,
     count_image_tokens,
@@ -150,6 +154,27 @@ class MultimodalGPTProcessor(ProcessorMixin):
             tokenizer=tokenizer,
             media_token_spec=config.media_token_spec(),
         )
+
+    @classmethod
+    def from_config(cls, config: MultimodalGPTConfig, tokenizer: Any) -> "MultimodalGPTProcessor":
+        """A processor for a model whose towers start from scratch, with no pretrained preprocessing to load.
+        Images: resized to the tower's `image_size`, scaled to [-1, 1] (`ViTImageProcessor`; a tower trained from
+        scratch has no pretrained statistics to match). Audio: Whisper's log-mel extractor with `num_mel_bins` for
+        Whisper-style towers, else wav2vec2's per-clip waveform normaliser, both at 16 kHz."""
+        image_processor = feature_extractor = None
+        if config.vision_config is not None:
+            height, width = _pair(config.vision_config.image_size)
+            image_processor = ViTImageProcessor(size={"height": height, "width": width})
+        if config.audio_config is not None:
+            if hasattr(config.audio_config, "num_mel_bins"):
+                # Whisper's encoder takes exactly 2 * max_source_positions frames of 10 ms: 30 s for real Whisper
+                window_seconds = config.audio_config.max_source_positions * 2 // 100
+                feature_extractor = WhisperFeatureExtractor(
+                    feature_size=config.audio_config.num_mel_bins, chunk_length=window_seconds
+                )
+            else:
+                feature_extractor = Wav2Vec2FeatureExtractor(return_attention_mask=True, do_normalize=True)
+        return cls(image_processor, feature_extractor, tokenizer, media_token_spec=config.media_token_spec())
 
     @property
     def model_input_names(self) -> list[str]:

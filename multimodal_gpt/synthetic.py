@@ -24,10 +24,12 @@ plain `{"array": float32 samples, "sampling_rate": int}` struct, formatted as nu
 array (no torchcodec or FFmpeg involved); in the pretraining mix, `image` and `audio` are `None` where absent.
 
 ```py
->>> from multimodal_gpt.synthetic import make_demo_splits
->>> splits = make_demo_splits(seed=0)
->>> splits["captioning"]["train"][0]["captions"]
-['a white square to the left of a yellow circle', 'a yellow circle to the right of a white square']
+>>> from multimodal_gpt.synthetic import make_captioning_dataset, make_demo_splits
+>>> make_captioning_dataset(2, seed=0)[1]["captions"]
+['a red triangle at the top', 'there is a red triangle at the top']
+>>> splits = make_demo_splits(seed=0)  # DEMO_SIZES; disjoint train / validation / test splits per task
+>>> splits["asr"]["train"][0]["audio"]["array"].dtype
+dtype('float32')
 ```
 
 [`describe`] explains why each task defeats a model that ignores its input.
@@ -426,8 +428,8 @@ def make_asr_dataset(num_samples: int, *, sampling_rate: int = 16000, seed: int 
             The seed of the `numpy` generator: the same seed gives the same data set.
 
     Returns:
-        `datasets.Dataset`: columns `audio` (`{"array": float32 np.ndarray, "sampling_rate": int}`, 0.5-1.5 s; the
-        data set is formatted as numpy for this column) and `text` (e.g. "three seven one").
+        `datasets.Dataset`: columns `audio` (`{"array": float32 np.ndarray, "sampling_rate": int}`, 0.5 s to under
+        2 s, 0.9 s on average; the data set is formatted as numpy for this column) and `text` ("three seven one").
     """
     _check_count(num_samples)
     rng = np.random.default_rng(seed)
@@ -681,6 +683,9 @@ def make_demo_splits(
     unknown = set(sizes) - set(_TASK_STREAMS)
     if unknown:
         raise ValueError(f"Unknown tasks {sorted(unknown)} in sizes; the tasks are {list(_TASK_STREAMS)}.")
+    for split_sizes in sizes.values():
+        for size in split_sizes.values():
+            _check_count(size)
     streams = {task: np.random.default_rng([seed, stream]) for task, stream in _TASK_STREAMS.items()}
     taken: set[Hashable] = set()  # shared by all tasks: the pretraining mix must not repeat a finetuning input
     splits = {}

@@ -72,12 +72,16 @@ def test_a_left_padded_batch_equals_each_sample_alone(fusion, num_beams):
         num_beams=num_beams,
     )
     alone = [
-        model.generate(input_ids=torch.tensor([rows[0]]), pixel_values=pixel_values, **GENERATION, num_beams=num_beams),
+        model.generate(
+            input_ids=torch.tensor([rows[0]]), pixel_values=pixel_values, **GENERATION, num_beams=num_beams
+        ),
         model.generate(input_ids=torch.tensor([rows[1]]), **audio, **GENERATION, num_beams=num_beams),
         model.generate(input_ids=torch.tensor([rows[2]]), **GENERATION, num_beams=num_beams),
     ]
     for row, single in enumerate(alone):
-        assert batch[row, -GENERATION["max_new_tokens"] :].tolist() == single[0, -GENERATION["max_new_tokens"] :].tolist()
+        assert (
+            batch[row, -GENERATION["max_new_tokens"] :].tolist() == single[0, -GENERATION["max_new_tokens"] :].tolist()
+        )
 
 
 @pytest.mark.parametrize("fusion", ["mlp", "cross_attention"])

@@ -2,7 +2,13 @@
 
 import pytest
 import torch
-from transformers import AutoTokenizer, CLIPVisionModel, GPT2LMHeadModel, Wav2Vec2Model, WhisperForConditionalGeneration
+from transformers import (
+    AutoTokenizer,
+    CLIPVisionModel,
+    GPT2LMHeadModel,
+    Wav2Vec2Model,
+    WhisperForConditionalGeneration,
+)
 
 from multimodal_gpt import MultimodalGPTForConditionalGeneration, add_multimodal_tokens
 from tests.tiny_models import save_pretrained_parts

@@ -202,7 +202,7 @@ def test_spoken_digits_sound_distinct_across_voices():
     hits = [
         min(centroids, key=lambda name: np.linalg.norm(profile - centroids[name])) == word for word, profile in tests
     ]
-    assert np.mean(hits) >= 0.9
+    assert np.mean(hits) >= 0.95  # 0.98 here; two digits made identical give at most 0.93
 
 
 def test_speak_digits_rejects_unknown_words():

@@ -65,7 +65,7 @@ def audio_config(kind: str = "wav2vec2"):
             encoder_ffn_dim=37,
             decoder_ffn_dim=37,
             num_mel_bins=NUM_MEL_BINS,
-            max_source_positions=30,
+            max_source_positions=50,  # 100 mel frames: a 1 s window
             max_target_positions=32,
             vocab_size=VOCAB_SIZE,
             pad_token_id=EOS_TOKEN_ID,
@@ -146,10 +146,24 @@ def image_input(num_images: int = 1, seed: int = 0) -> torch.Tensor:
     return torch.randn(num_images, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
 
 
-def media_tokens(model, modality: str, count: int) -> list[int]:
-    """The expanded placeholder run for one medium that yields `count` tokens (the processor's job, done by hand)."""
-    token_id = model.config.image_token_id if modality == "image" else model.config.audio_token_id
-    return [token_id] * count
+def tiny_processor_and_model(seed: int = 0, **config_kwargs):
+    """A tiny model and its processor, built from scratch the way a user without pretrained parts would."""
+    from multimodal_gpt import MultimodalGPTProcessor, add_multimodal_tokens
+
+    tokenizer = byte_level_gpt2_tokenizer()
+    ids = add_multimodal_tokens(tokenizer)
+    config_kwargs = (
+        dict(
+            image_token_id=ids["image_token_id"],
+            audio_token_id=ids["audio_token_id"],
+            text_config=text_config(vocab_size=len(tokenizer), pad_token_id=ids["pad_token_id"]),
+        )
+        | config_kwargs
+    )
+    config = tiny_config(**config_kwargs)
+    torch.manual_seed(seed)
+    model = MultimodalGPTForConditionalGeneration(config).eval()
+    return MultimodalGPTProcessor.from_config(config, tokenizer), model
 
 
 def byte_level_gpt2_tokenizer():
@@ -171,7 +185,16 @@ def save_pretrained_parts(folder) -> dict[str, str]:
     its tokenizer, a CLIP dual encoder, a Whisper encoder-decoder and a wav2vec2 model."""
     from pathlib import Path
 
-    from transformers import CLIPConfig, CLIPModel, GPT2LMHeadModel, Wav2Vec2Model, WhisperForConditionalGeneration
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        GPT2LMHeadModel,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+    )
 
     folder = Path(folder)
     tokenizer = byte_level_gpt2_tokenizer()
@@ -188,6 +211,9 @@ def save_pretrained_parts(folder) -> dict[str, str]:
         )
     )
     clip.save_pretrained(folder / "clip")
+    CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size=IMAGE_SIZE).save_pretrained(folder / "clip")
     WhisperForConditionalGeneration(audio_config("whisper")).save_pretrained(folder / "whisper")
+    WhisperFeatureExtractor(feature_size=NUM_MEL_BINS, chunk_length=1).save_pretrained(folder / "whisper")
     Wav2Vec2Model(audio_config("wav2vec2")).save_pretrained(folder / "wav2vec2")
+    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(folder / "wav2vec2")
     return {name: str(folder / name) for name in ("gpt2", "clip", "whisper", "wav2vec2")}

@@ -1,0 +1,413 @@
+"""Collators that turn raw dataset rows into model batches, one per task, for `Trainer(data_collator=...)`.
+
+Each collator reads rows with the columns of its [`~tasks.Task`] (media undecoded: paths, bytes, dicts, PIL
+images), decodes the media with `multimodal_gpt.media` at the feature extractor's sampling rate, runs the processor
+(which expands every placeholder to the model's token count and builds the media tensors) and lays the batch out:
+
+- training (`for_generation=False`): `[bos] + prompt + target + [eos]`, right-padded; `labels` is -100 on the bos,
+  the prompt, every media token and the padding, and the target ids (and eos) elsewhere;
+- generation (`for_generation=True`): `[bos] + prompt`, left-padded, plus `references` (a list of lists of str, one
+  list per sample) that the evaluation loop pops before calling `generate()`; the new tokens are
+  `generated[:, input_ids.shape[1]:]`, which [`TaskCollator.decode_predictions`] decodes.
+
+Truncation to `max_length` never cuts a media span, nor the prompt's text: a cut prompt would ask for a target it no
+longer determines (half a source sentence, a full translation). Only the target is shortened, and then it loses its
+eos too (the model must not learn to stop mid-sentence). A sample whose bos + prompt + media (+ one target token) do
+not fit is dropped. Both are counted in [`CollatorStats`] and logged once.
+
+Bad rows (a corrupt, missing or empty media file, a clip too short for one audio frame, an empty target or source)
+are skipped and counted in `stats.bad_rows` when `skip_bad_rows=True` (the default: one bad file must not stop a long
+run), with a warning naming the first one; with `skip_bad_rows=False` they raise. A row that lacks a column
+altogether always raises (the `Trainer` dropped it: set `remove_unused_columns=False`), and so does a batch whose
+rows were all skipped. With `dataloader_num_workers > 0` each worker process counts in its own copy of the stats.
+"""
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import BatchFeature, TrainerCallback
+
+from .configuration_multimodal_gpt import count_audio_tokens
+from .media import load_audio, load_image
+from .processing_multimodal_gpt import MultimodalGPTProcessor
+from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, Task
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+# Tokenizers report this (int(1e30)) as `model_max_length` when no limit was saved.
+_UNSET_MODEL_MAX_LENGTH = int(1e9)
+
+
+@dataclass
+class CollatorStats:
+    """Counters of a collator since it was built (per process).
+
+    Args:
+        rows (`int`): rows received.
+        samples (`int`): samples emitted in batches.
+        truncated (`int`): samples whose target was shortened (and lost its eos) to fit `max_length`.
+        dropped_too_long (`int`): samples dropped because bos + prompt + media + one target token (generation:
+            bos + prompt + media) exceed `max_length`.
+        bad_rows (`int`): rows skipped as unusable (see the module docstring).
+    """
+
+    rows: int = 0
+    samples: int = 0
+    truncated: int = 0
+    dropped_too_long: int = 0
+    bad_rows: int = 0
+
+
+@dataclass
+class _Sample:
+    """An example with its media decoded: PIL RGB images and float32 clips at the feature extractor's rate."""
+
+    example: Example
+    images: list[Any]
+    audio: list[np.ndarray]
+
+
+@dataclass
+class TaskCollator:
+    """Collates raw rows of one task into a training or generation batch (see the module docstring).
+
+    Args:
+        processor ([`MultimodalGPTProcessor`]): the model's processor; its tokenizer needs a pad token and an eos.
+        task ([`~tasks.Task`]): how rows become prompts, media and targets.
+        max_length (`int`, *optional*): the longest sequence, media tokens included. Defaults to the tokenizer's
+            `model_max_length` when it has one (GPT-2: 1024), else no limit. In generation mode it bounds the
+            prompt: leave room for `max_new_tokens` below GPT-2's `n_positions`.
+        for_generation (`bool`, defaults to `False`): left-padded prompts and `references` instead of training
+            inputs and labels.
+        skip_bad_rows (`bool`, defaults to `True`): skip and count unusable rows instead of raising.
+        add_bos_token (`bool`, defaults to `True`): start every sequence with the tokenizer's bos token (GPT-2's
+            `<|endoftext|>`, its document separator), so that the first target token of a text-only sample, whose
+            prompt is empty, has a position to be predicted from.
+        pad_to_multiple_of (`int`, *optional*): pad the sequence length up to a multiple of this.
+        epoch (`int`, defaults to 0): picks the training reference of multi-reference rows; [`EpochCallback`] keeps
+            it in step with the `Trainer`.
+
+    Returns (from `__call__`):
+        [`BatchFeature`] with `input_ids` and `attention_mask` `(batch_size, sequence_length)`, `labels` (training)
+        or `references` (generation), and the media tensors of the kept samples in placeholder order:
+        `pixel_values` `(num_images, channels, height, width)`; `input_values` + `input_values_mask`
+        `(num_clips, samples)` or `input_features` `(num_clips, mel_bins, frames)` + `input_features_mask`.
+    """
+
+    processor: MultimodalGPTProcessor
+    task: Task
+    max_length: int | None = None
+    for_generation: bool = False
+    skip_bad_rows: bool = True
+    add_bos_token: bool = True
+    pad_to_multiple_of: int | None = None
+    epoch: int = 0
+    stats: CollatorStats = field(default_factory=CollatorStats, init=False)
+    _warned: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self):
+        tokenizer = self.processor.tokenizer
+        if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+            raise ValueError(
+                "The tokenizer needs a pad and an eos token: call multimodal_gpt.add_multimodal_tokens(tokenizer) "
+                "(it adds <|pad|>), and use a tokenizer with an eos token such as GPT-2's <|endoftext|>."
+            )
+
+    # ----- public -----------------------------------------------------------------------------------------------
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> BatchFeature:
+        self.stats.rows += len(rows)
+        samples = [sample for sample in map(self._decode_row, rows) if sample is not None]
+        if not samples:
+            raise ValueError(
+                f"All {len(rows)} rows of the batch were unusable (see the warnings above, and collator.stats): "
+                "clean the data set, or check that its columns hold what the task expects."
+            )
+        prompt_ids, media = self._encode_prompts(samples)
+        if self.for_generation:
+            return self._generation_batch(samples, prompt_ids, media)
+        return self._training_batch(samples, prompt_ids, media)
+
+    def decode_predictions(self, generated: torch.Tensor, input_ids: torch.Tensor) -> list[str]:
+        """The texts `generate()` produced for a generation batch: the prompt (`input_ids.shape[1]` left-padded
+        positions) sliced off, special tokens skipped, the target's leading space stripped.
+
+        Args:
+            generated (`torch.LongTensor` of shape `(batch_size, prompt_length + new_tokens)`): `generate()`'s output.
+            input_ids (`torch.LongTensor` of shape `(batch_size, prompt_length)`): the batch's `input_ids`.
+        """
+        texts = self.processor.tokenizer.batch_decode(generated[:, input_ids.shape[1] :], skip_special_tokens=True)
+        return [self.task.postprocess(text) for text in texts]
+
+    # ----- rows -> decoded samples ------------------------------------------------------------------------------
+
+    def _decode_row(self, row: Mapping[str, Any]) -> _Sample | None:
+        """The row's example with decoded media, or `None` for a skipped bad row."""
+        self.task.check_columns(row)  # a missing column is a pipeline error: never skipped
+        try:
+            example = self.task.example(row, epoch=self.epoch)
+        except BadRowError as error:
+            return self._skip(error)
+        self._check_processor_takes(example)  # a configuration error: never skipped
+        try:
+            images = [load_image(source) for source in example.images]
+            rate = self.processor.feature_extractor.sampling_rate if example.audio else None
+            audio = [load_audio(source, sampling_rate=rate) for source in example.audio]
+            for clip in audio:
+                self._check_clip_length(clip)
+        except (ValueError, FileNotFoundError, TypeError) as error:  # media.py's errors for corrupt or odd media
+            return self._skip(error)
+        return _Sample(example, images, audio)
+
+    def _skip(self, error: Exception) -> None:
+        if not self.skip_bad_rows:
+            raise error
+        self.stats.bad_rows += 1
+        self._warn_once("bad_row", f"Skipping an unusable row ({error}); collator.stats.bad_rows counts them.")
+        return None
+
+    def _check_processor_takes(self, example: Example) -> None:
+        for media, part, modality in (
+            (example.images, "image_processor", "vision"),
+            (example.audio, "feature_extractor", "audio"),
+        ):
+            if media and getattr(self.processor, part) is None:
+                raise ValueError(
+                    f"Task {self.task.name!r} gave a row with {modality} input, but the processor has no {part} "
+                    f"(the model has no {modality} tower): use a model with one, or data without that medium."
+                )
+
+    def _check_clip_length(self, clip: np.ndarray) -> None:
+        """A clip too short to give the audio tower one frame would make the processor reject the whole batch."""
+        extractor = self.processor.feature_extractor
+        is_waveform = extractor.model_input_names[0] == "input_values"
+        input_length = len(clip) if is_waveform else math.ceil(len(clip) / extractor.hop_length)
+        if count_audio_tokens(self.processor.media_token_spec["audio"], input_length) == 0:
+            raise BadRowError(
+                f"An audio clip of {len(clip)} samples is too short to give the audio tower a single frame."
+            )
+
+    # ----- samples -> token ids and media tensors ---------------------------------------------------------------
+
+    def _encode_prompts(self, samples: list[_Sample]) -> tuple[list[list[int]], dict[str, torch.Tensor]]:
+        """Prompt ids (bos included, placeholders expanded) per sample, and the media tensors of all samples."""
+        images = [image for sample in samples for image in sample.images]
+        audio = [clip for sample in samples for clip in sample.audio]
+        encoded = self.processor(
+            text=[sample.example.prompt for sample in samples],
+            images=images or None,
+            audio=audio or None,
+            sampling_rate=self.processor.feature_extractor.sampling_rate if audio else None,
+            add_special_tokens=False,
+        )
+        bos = [self._bos_token_id()] if self._bos_token_id() is not None else []
+        prompt_ids = [bos + list(ids) for ids in encoded["input_ids"]]
+        media = {key: value for key, value in encoded.items() if key not in ("input_ids", "attention_mask")}
+        return prompt_ids, media
+
+    def _bos_token_id(self) -> int | None:
+        tokenizer = self.processor.tokenizer
+        if not self.add_bos_token:
+            return None
+        return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+    def _target_ids(self, samples: list[_Sample]) -> list[list[int]]:
+        """Target token ids per sample, eos appended."""
+        tokenizer = self.processor.tokenizer
+        targets = tokenizer([sample.example.target for sample in samples], add_special_tokens=False)["input_ids"]
+        return [list(ids) + [tokenizer.eos_token_id] for ids in targets]
+
+    # ----- batches ----------------------------------------------------------------------------------------------
+
+    def _training_batch(
+        self, samples: list[_Sample], prompt_ids: list[list[int]], media: dict[str, torch.Tensor]
+    ) -> BatchFeature:
+        sequences, labels, kept = [], [], []
+        for index, (prompt, target) in enumerate(zip(prompt_ids, self._target_ids(samples))):
+            target = self._fit_target(len(prompt), target)
+            if target is None:
+                continue
+            kept.append(index)
+            sequences.append(prompt + target)
+            labels.append([IGNORE_INDEX] * len(prompt) + target)
+        batch = self._padded(sequences, padding_side="right")
+        batch["labels"] = self._pad_rows(labels, IGNORE_INDEX, batch["input_ids"].shape[1], "right")
+        return self._finish(batch, samples, media, kept)
+
+    def _generation_batch(
+        self, samples: list[_Sample], prompt_ids: list[list[int]], media: dict[str, torch.Tensor]
+    ) -> BatchFeature:
+        limit = self._max_length()
+        kept = [index for index, prompt in enumerate(prompt_ids) if limit is None or len(prompt) <= limit]
+        self._count_dropped(len(prompt_ids) - len(kept))
+        batch = self._padded([prompt_ids[index] for index in kept], padding_side="left")
+        batch["references"] = [list(samples[index].example.references) for index in kept]
+        return self._finish(batch, samples, media, kept)
+
+    def _finish(
+        self, batch: dict[str, Any], samples: list[_Sample], media: dict[str, torch.Tensor], kept: list[int]
+    ) -> BatchFeature:
+        if not kept:
+            raise ValueError(
+                f"Every sample of the batch is longer than max_length={self._max_length()} before its target "
+                "(media tokens included): raise max_length, or send fewer media tokens (smaller images, shorter "
+                "clips, a resampler fusion)."
+            )
+        self.stats.samples += len(kept)
+        batch.update(self._kept_media(samples, media, kept))
+        return BatchFeature(data=batch)
+
+    def _fit_target(self, prompt_length: int, target: list[int]) -> list[int] | None:
+        """The target (with eos) cut to fit `max_length` after the prompt, or `None` when not one token fits."""
+        limit = self._max_length()
+        if limit is None or prompt_length + len(target) <= limit:
+            return target
+        room = limit - prompt_length
+        if room < 1:
+            self._count_dropped(1)
+            return None
+        self.stats.truncated += 1
+        self._warn_once(
+            "truncated",
+            f"Targets are cut to fit max_length={limit} (and lose their eos); collator.stats.truncated counts them.",
+        )
+        return target[:room]
+
+    def _count_dropped(self, count: int) -> None:
+        if count:
+            self.stats.dropped_too_long += count
+            self._warn_once(
+                "dropped",
+                f"Samples whose prompt and media tokens do not fit max_length={self._max_length()} are dropped; "
+                "collator.stats.dropped_too_long counts them.",
+            )
+
+    def _max_length(self) -> int | None:
+        if self.max_length is not None:
+            return self.max_length
+        model_max_length = getattr(self.processor.tokenizer, "model_max_length", None)
+        return model_max_length if model_max_length and model_max_length < _UNSET_MODEL_MAX_LENGTH else None
+
+    def _padded(self, sequences: list[list[int]], padding_side: str) -> dict[str, torch.Tensor]:
+        length = max(map(len, sequences), default=0)
+        if self.pad_to_multiple_of:
+            length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        pad_id = self.processor.tokenizer.pad_token_id
+        return {
+            "input_ids": self._pad_rows(sequences, pad_id, length, padding_side),
+            "attention_mask": self._pad_rows([[1] * len(row) for row in sequences], 0, length, padding_side),
+        }
+
+    @staticmethod
+    def _pad_rows(rows: list[list[int]], value: int, length: int, padding_side: str) -> torch.Tensor:
+        """`(len(rows), length)` long tensor of `rows` padded with `value` on `padding_side`."""
+        padded = torch.full((len(rows), length), value, dtype=torch.long)
+        for index, row in enumerate(rows):
+            if row:
+                span = slice(length - len(row), length) if padding_side == "left" else slice(0, len(row))
+                padded[index, span] = torch.tensor(row, dtype=torch.long)
+        return padded
+
+    def _kept_media(self, samples: list[_Sample], media: dict[str, torch.Tensor], kept: list[int]) -> dict:
+        """The media tensors of the kept samples only, still in placeholder order."""
+        image_owner = [index for index, sample in enumerate(samples) for _ in sample.example.images]
+        audio_owner = [index for index, sample in enumerate(samples) for _ in sample.example.audio]
+        kept_set = set(kept)
+        selected: dict[str, torch.Tensor] = {}
+        for key, tensor in media.items():
+            owners = image_owner if key == "pixel_values" else audio_owner
+            rows = [row for row, owner in enumerate(owners) if owner in kept_set]
+            if rows:
+                selected[key] = tensor if len(rows) == len(owners) else tensor[rows]
+        if "input_values" in selected and len(selected["input_values"]) < len(media["input_values"]):
+            # Waveforms are padded to the longest clip of the batch; a dropped sample may have been that clip.
+            longest = int(selected["input_values_mask"].sum(-1).max())
+            selected["input_values"] = selected["input_values"][:, :longest]
+            selected["input_values_mask"] = selected["input_values_mask"][:, :longest]
+        return selected
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            logger.warning(message)
+
+
+@dataclass
+class PretrainCollator(TaskCollator):
+    """Pretraining mix: rows with `text` and optional `image` / `audio` (text-only, image-text and audio-text rows
+    mix in one batch)."""
+
+    task: Task = PRETRAIN
+
+
+@dataclass
+class CaptioningCollator(TaskCollator):
+    """Captioning: rows with `image` and `captions` (one reference per row and epoch in training, all in
+    generation)."""
+
+    task: Task = CAPTIONING
+
+
+@dataclass
+class TranslationCollator(TaskCollator):
+    """Translation: rows with `source` and `target` (and optionally `source_lang` / `target_lang`)."""
+
+    task: Task = TRANSLATION
+
+
+@dataclass
+class ASRCollator(TaskCollator):
+    """Speech recognition: rows with `audio` and `text`."""
+
+    task: Task = ASR
+
+
+@dataclass
+class MMTCollator(TaskCollator):
+    """Multimodal translation: rows with `image`, `source` and `target`."""
+
+    task: Task = MMT
+
+
+COLLATORS: dict[str, type[TaskCollator]] = {
+    "pretrain": PretrainCollator,
+    "captioning": CaptioningCollator,
+    "translation": TranslationCollator,
+    "asr": ASRCollator,
+    "mmt": MMTCollator,
+}
+
+
+class EpochCallback(TrainerCallback):
+    """Keeps `collator.epoch` in step with the `Trainer`, so that multi-reference rows (captioning) rotate through
+    their references. The `Trainer` calls `on_epoch_begin` before it creates the epoch's data iterator, so this
+    reaches dataloader workers too, unless `dataloader_persistent_workers=True`.
+
+    Example: `Trainer(..., data_collator=collator, callbacks=[EpochCallback(collator)])`.
+    """
+
+    def __init__(self, collator: TaskCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = round(state.epoch or 0)
+
+
+__all__ = [
+    "COLLATORS",
+    "IGNORE_INDEX",
+    "ASRCollator",
+    "CaptioningCollator",
+    "CollatorStats",
+    "EpochCallback",
+    "MMTCollator",
+    "PretrainCollator",
+    "TaskCollator",
+    "TranslationCollator",
+]

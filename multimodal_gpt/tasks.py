@@ -1,0 +1,264 @@
+"""The tasks: their prompts, defined here and nowhere else, and how each turns a dataset row into an [`Example`].
+
+| task          | row columns                         | prompt                                                     |
+| ------------- | ----------------------------------- | ---------------------------------------------------------- |
+| `pretrain`    | `text`, optional `image` / `audio`  | `""`, `"<image>"` or `"<audio>"` (the row's media)         |
+| `captioning`  | `image`, `captions` (one or a list) | `"<image>"`                                                |
+| `asr`         | `audio`, `text`                     | `"<audio>"`                                                |
+| `translation` | `source`, `target`                  | `"Translate English to German: {source}\\nGerman:"`        |
+| `mmt`         | `image`, `source`, `target`         | `"<image>Translate English to German: {source}\\nGerman:"` |
+
+Conventions shared by training and generation, so that what the model learns is what `generate()` continues:
+
+- A prompt never ends in whitespace, and every target starts with exactly one space (`" a dog runs"`): that is how
+  GPT-2's byte-level BPE tokenizes a word that follows another, so the first target token is the same `" a"` token
+  whether it follows `German:`, an `<image>` span or nothing, and a caption tokenizes identically in pretraining and
+  in captioning. [`Task.postprocess`] strips that space from a decoded prediction.
+- Targets carry no end-of-text marker: the collator appends the tokenizer's eos token id after the target tokens, so
+  the model learns to stop and `generate()` (whose `eos_token_id` is GPT-2's `<|endoftext|>`) stops there.
+- Media come first in a prompt; `{image}` / `{audio}` in a template become the `<image>` / `<audio>` placeholders
+  that the processor expands to the model's token count.
+- Captioning trains on one reference per row and epoch: `captions[(crc32(captions) + epoch) % n]`, deterministic,
+  and over `n` epochs each reference is used once (set the epoch with `collators.EpochCallback`). Evaluation keeps
+  all references; the other tasks have the one reference `[target]`.
+
+Rows that cannot make an example (an empty target, a missing medium, text that contains a placeholder) raise
+[`BadRowError`]; rows that lack a column altogether raise [`MissingColumnError`], which says that the `Trainer`
+probably dropped it.
+"""
+
+import dataclasses
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
+
+# Every target starts with this, and no prompt ends in whitespace (see the module docstring).
+TARGET_PREFIX = " "
+LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "cs": "Czech"}
+TRANSLATION_INSTRUCTION = "Translate {source_language} to {target_language}: {source}\n{target_language}:"
+
+
+class MissingColumnError(ValueError):
+    """A row lacks a column the task reads: a data set or pipeline problem, never skipped."""
+
+
+class BadRowError(ValueError):
+    """A row has its columns but cannot make an example (empty target, no medium, corrupt file...): skippable."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One row as the model sees it.
+
+    Args:
+        prompt (`str`): the prompt text with one `<image>` / `<audio>` placeholder per medium; never ends in
+            whitespace (`""` for text-only pretraining).
+        images (`tuple`): the row's image sources (paths, bytes, dicts, PIL images), in placeholder order.
+        audio (`tuple`): the row's audio sources (paths, bytes, `{"array", "sampling_rate"}` dicts), in order.
+        target (`str`): the text to learn, with its leading space, without eos (the collator appends it).
+        references (`tuple[str, ...]`): the reference texts for evaluation, stripped (all captions for captioning).
+    """
+
+    prompt: str
+    images: tuple[Any, ...]
+    audio: tuple[Any, ...]
+    target: str
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Task:
+    """How one task reads a dataset row.
+
+    Args:
+        name (`str`): the task name (`pretrain`, `captioning`, `translation`, `asr`, `mmt`).
+        prompt_template (`str`): the prompt, with the fields `{image}`, `{audio}` (the placeholders of the media the
+            row has), `{source}`, `{source_language}` and `{target_language}`. Must not end in whitespace.
+        target_column (`str`): the column to learn and evaluate against: a string, or a list of references.
+        source_column (`str`, *optional*): the column filled into `{source}`.
+        image_column (`str`, *optional*): the column with the image (path, bytes, `{"path", "bytes"}` or PIL).
+        audio_column (`str`, *optional*): the column with the audio (path, bytes or `{"array", "sampling_rate"}`).
+        media_optional (`bool`, defaults to `False`): the media columns may be absent or `None` (pretraining: such a
+            row is text-only). Otherwise a row without its medium is a [`BadRowError`].
+        source_lang, target_lang (`str`, defaults to `"en"`, `"de"`): language codes used when a row has no
+            `source_lang` / `target_lang` column; [`LANGUAGE_NAMES`] names them in the prompt (unknown codes are used
+            as they are).
+    """
+
+    name: str
+    prompt_template: str
+    target_column: str
+    source_column: str | None = None
+    image_column: str | None = None
+    audio_column: str | None = None
+    media_optional: bool = False
+    source_lang: str = "en"
+    target_lang: str = "de"
+
+    def __post_init__(self):
+        if self.prompt_template != self.prompt_template.rstrip():
+            raise ValueError(
+                f"Task {self.name!r}: the prompt template ends in whitespace; the target brings its own leading "
+                "space, so end the prompt on a visible character."
+            )
+        for field_name, column in (("{image}", self.image_column), ("{audio}", self.audio_column)):
+            if (field_name in self.prompt_template) != (column is not None):
+                raise ValueError(
+                    f"Task {self.name!r}: the template must contain {field_name} exactly when the task has that "
+                    "medium's column."
+                )
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """The columns every row must have (optional media columns excluded)."""
+        media = () if self.media_optional else (self.image_column, self.audio_column)
+        return tuple(column for column in (self.source_column, self.target_column, *media) if column is not None)
+
+    def check_columns(self, row: Mapping[str, Any]) -> None:
+        """Raise [`MissingColumnError`] when `row` lacks a column this task reads."""
+        missing = [column for column in self.required_columns if column not in row]
+        if missing:
+            raise MissingColumnError(
+                f"Task {self.name!r} needs the columns {missing}, but the row has only {sorted(row)}. The Trainer "
+                "probably dropped them because the model's forward() does not name them: set "
+                "`TrainingArguments(remove_unused_columns=False)` so the collator gets the raw columns."
+            )
+
+    def references(self, row: Mapping[str, Any]) -> list[str]:
+        """The reference texts of `row` for evaluation: every caption for captioning, else `[target]`; stripped."""
+        self.check_columns(row)
+        return list(self._references(row))
+
+    def example(self, row: Mapping[str, Any], *, epoch: int = 0) -> Example:
+        """Turn a dataset row into an [`Example`].
+
+        Args:
+            row (`Mapping[str, Any]`): the raw row (media undecoded).
+            epoch (`int`, defaults to 0): selects the training reference when the row has several.
+
+        Raises:
+            [`MissingColumnError`]: a column is absent. [`BadRowError`]: the row cannot make an example.
+        """
+        self.check_columns(row)
+        references = self._references(row)
+        images = self._media(row, self.image_column)
+        audio = self._media(row, self.audio_column)
+        fields = {
+            "image": IMAGE_TOKEN * len(images),
+            "audio": AUDIO_TOKEN * len(audio),
+            "source": self._source(row),
+            "source_language": language_name(row.get("source_lang") or self.source_lang),
+            "target_language": language_name(row.get("target_lang") or self.target_lang),
+        }
+        target = TARGET_PREFIX + references[reference_index(references, epoch)]
+        return Example(self.prompt_template.format(**fields), images, audio, target, references)
+
+    def postprocess(self, prediction: str) -> str:
+        """A decoded prediction (prompt sliced off, special tokens skipped) as comparable text: stripped."""
+        return prediction.strip()
+
+    def _references(self, row: Mapping[str, Any]) -> tuple[str, ...]:
+        value = row[self.target_column]
+        values = [value] if value is None or isinstance(value, str) else list(value)
+        references = tuple(text.strip() for text in values if isinstance(text, str) and text.strip())
+        if not references:
+            raise BadRowError(f"Task {self.name!r}: the row's {self.target_column!r} is empty ({value!r}).")
+        for text in references:
+            _check_no_placeholder(text, self.target_column)
+        return references
+
+    def _source(self, row: Mapping[str, Any]) -> str:
+        if self.source_column is None:
+            return ""
+        source = row[self.source_column]
+        if not isinstance(source, str) or not source.strip():
+            raise BadRowError(f"Task {self.name!r}: the row's {self.source_column!r} is empty ({source!r}).")
+        _check_no_placeholder(source, self.source_column)
+        return source.strip()
+
+    def _media(self, row: Mapping[str, Any], column: str | None) -> tuple[Any, ...]:
+        if column is None:
+            return ()
+        source = row.get(column)
+        if source is None:
+            if self.media_optional:
+                return ()
+            raise BadRowError(f"Task {self.name!r}: the row's {column!r} is None.")
+        return (source,)
+
+
+def _check_no_placeholder(text: str, column: str) -> None:
+    """Literal `<image>` / `<audio>` in a text column would become media slots without media."""
+    for token in (IMAGE_TOKEN, AUDIO_TOKEN):
+        if token in text:
+            raise BadRowError(f"The row's {column!r} contains the placeholder {token}, which is reserved for media.")
+
+
+def language_name(code: str) -> str:
+    """The English name of a language code for prompts (`"de"` -> `"German"`); unknown codes unchanged."""
+    return LANGUAGE_NAMES.get(code, code)
+
+
+def reference_index(references: Sequence[str], epoch: int) -> int:
+    """Which reference a row trains on in `epoch`: a stable hash of the references, advanced by one per epoch, so
+    that rows start at different references and each reference is used once every `len(references)` epochs."""
+    if len(references) == 1:
+        return 0
+    row_hash = zlib.crc32("\n".join(references).encode("utf-8"))
+    return (row_hash + epoch) % len(references)
+
+
+PRETRAIN = Task(
+    "pretrain",
+    prompt_template="{image}{audio}",
+    target_column="text",
+    image_column="image",
+    audio_column="audio",
+    media_optional=True,
+)
+CAPTIONING = Task("captioning", prompt_template="{image}", target_column="captions", image_column="image")
+TRANSLATION = Task(
+    "translation", prompt_template=TRANSLATION_INSTRUCTION, target_column="target", source_column="source"
+)
+ASR = Task("asr", prompt_template="{audio}", target_column="text", audio_column="audio")
+MMT = Task(
+    "mmt",
+    prompt_template="{image}" + TRANSLATION_INSTRUCTION,
+    target_column="target",
+    source_column="source",
+    image_column="image",
+)
+TASKS: dict[str, Task] = {task.name: task for task in (PRETRAIN, CAPTIONING, TRANSLATION, ASR, MMT)}
+
+
+def get_task(name: str, **overrides: Any) -> Task:
+    """The task `name`, with fields replaced by `overrides` (e.g. `target_lang="fr"`, `target_column="m30_de"`).
+
+    Example: multimodal translation from Flickr8k rows (`load_flickr8k` + `keep_multi30k_rows`), whose sentences sit
+    in `m30_en` / `m30_de`: `get_task("mmt", source_column="m30_en", target_column="m30_de")`.
+    """
+    if name not in TASKS:
+        raise ValueError(f"Unknown task {name!r}: choose one of {sorted(TASKS)}.")
+    return dataclasses.replace(TASKS[name], **overrides)
+
+
+__all__ = [
+    "ASR",
+    "CAPTIONING",
+    "LANGUAGE_NAMES",
+    "MMT",
+    "PRETRAIN",
+    "TARGET_PREFIX",
+    "TASKS",
+    "TRANSLATION",
+    "BadRowError",
+    "Example",
+    "MissingColumnError",
+    "Task",
+    "get_task",
+    "language_name",
+    "reference_index",
+]

@@ -1,0 +1,53 @@
+"""The encoder towers: any Transformers vision or audio encoder, built from its config or loaded pretrained.
+
+This is a "Hub file": it imports only torch, transformers and the standard library.
+"""
+
+import os
+
+from torch import nn
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+from .configuration_multimodal_gpt import tower_config
+
+# Parts of a tower that the features we take do not pass through: frozen at build time, so DDP without
+# `find_unused_parameters` never waits for their gradients (ViT's pooler, SigLIP's attention-pooling head, CLIP's
+# post-layernorm, which only the pooled output sees).
+UNUSED_TOWER_PARTS = {"pooler", "head", "clip_vision_model:post_layernorm"}
+
+
+def build_tower(config: PreTrainedConfig) -> PreTrainedModel:
+    """An encoder tower from its config: `AutoModel.from_config`, but for encoder-decoder configs (Whisper) only
+    the encoder. Tower parts that our features never pass through (poolers, pooling heads) are frozen."""
+    if getattr(config, "is_encoder_decoder", False):
+        tower = AutoModel.from_config(config).get_encoder()
+    else:
+        tower = AutoModel.from_config(config)
+    _freeze_unused_tower_parts(tower, config.model_type)
+    return tower
+
+
+def load_tower(name_or_path: str | os.PathLike | None) -> PreTrainedModel | None:
+    """A pretrained encoder tower from a Hub id or local folder. A dual-encoder checkpoint (CLIP, SigLIP) gives its
+    vision model, an encoder-decoder one (Whisper) its encoder."""
+    if name_or_path is None:
+        return None
+    config = tower_config(name_or_path)
+    if getattr(config, "is_encoder_decoder", False):
+        return AutoModel.from_pretrained(name_or_path).get_encoder()
+    return MODEL_MAPPING[type(config)].from_pretrained(name_or_path)  # e.g. a CLIPModel folder -> CLIPVisionModel
+
+
+def _freeze_unused_tower_parts(tower: nn.Module, model_type: str) -> None:
+    for name, module in tower.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in UNUSED_TOWER_PARTS or f"{model_type}:{leaf}" in UNUSED_TOWER_PARTS:
+            module.requires_grad_(False)
+
+
+def is_trainable(module: nn.Module) -> bool:
+    return any(parameter.requires_grad for parameter in module.parameters())
+
+
+__all__ = ["build_tower", "is_trainable", "load_tower"]
