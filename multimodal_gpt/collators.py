@@ -122,6 +122,7 @@ class TaskCollator:
     # ----- public -----------------------------------------------------------------------------------------------
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> BatchFeature:
+        """Collate `rows` (a list of raw dataset rows, as the `Trainer`'s DataLoader passes them) into a batch."""
         self.stats.rows += len(rows)
         samples = [sample for sample in map(self._decode_row, rows) if sample is not None]
         if not samples:
@@ -206,7 +207,8 @@ class TaskCollator:
             sampling_rate=self.processor.feature_extractor.sampling_rate if audio else None,
             add_special_tokens=False,
         )
-        bos = [self._bos_token_id()] if self._bos_token_id() is not None else []
+        bos_token_id = self._bos_token_id()
+        bos = [] if bos_token_id is None else [bos_token_id]
         prompt_ids = [bos + list(ids) for ids in encoded["input_ids"]]
         media = {key: value for key, value in encoded.items() if key not in ("input_ids", "attention_mask")}
         return prompt_ids, media
@@ -396,7 +398,8 @@ class EpochCallback(TrainerCallback):
         self.collator = collator
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.collator.epoch = round(state.epoch or 0)
+        # `state.epoch` is fractional when resuming mid-epoch: the integer part is the epoch being run.
+        self.collator.epoch = math.floor((state.epoch or 0) + 1e-6)
 
 
 __all__ = [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from transformers import (
@@ -156,10 +156,10 @@ def test_trainer_needs_remove_unused_columns_false(tiny, tmp_path):
     """The Trainer strips every column forward() does not name before collating; the collator says how to fix it."""
     rows = [pretrain_row(kind, "a b", seed=index) for index, kind in enumerate(["image", "audio", "text", "text"])]
     model = MultimodalGPTForConditionalGeneration(tiny.config)
-    settings = dict(per_device_train_batch_size=4, max_steps=1, report_to=[], use_cpu=True, save_strategy="no")
+    common = dict(per_device_train_batch_size=4, max_steps=1, report_to=[], use_cpu=True, save_strategy="no")
 
     def train(**overrides) -> float:
-        arguments = TrainingArguments(output_dir=str(tmp_path), disable_tqdm=True, **settings, **overrides)
+        arguments = TrainingArguments(output_dir=str(tmp_path), disable_tqdm=True, **common, **overrides)
         collator = PretrainCollator(tiny.processor)
         return Trainer(model=model, args=arguments, train_dataset=rows, data_collator=collator).train().training_loss
 
@@ -183,6 +183,8 @@ def test_the_epoch_picks_the_caption(tiny):
         labels = collator([row])["labels"][0]
         learned.append(tiny.tokenizer.decode(labels[labels != IGNORE], skip_special_tokens=True).strip())
     assert sorted(learned) == sorted(CAPTIONS)
+    callback.on_epoch_begin(None, TrainerState(epoch=1.5), TrainerControl())  # resumed mid-epoch
+    assert collator.epoch == 1
 
 
 # ----- truncation -----------------------------------------------------------------------------------------------
@@ -195,6 +197,7 @@ def test_the_epoch_picks_the_caption(tiny):
     ),
     max_length=st.integers(2, 110),
 )
+@example(samples=[("image", 60), ("audio", 5), ("text", 3)], max_length=40)  # truncated, dropped, kept
 def test_truncation_never_cuts_media_and_counts_what_it_drops(tiny, samples, max_length):
     rows = [pretrain_row(kind, "x" * length, seed=index) for index, (kind, length) in enumerate(samples)]
     collator = PretrainCollator(tiny.processor, max_length=max_length)

@@ -58,10 +58,10 @@ def _inputs(dataset) -> list[bytes]:
 @pytest.mark.parametrize(
     "make, fingerprint",
     [
-        (make_captioning_dataset, lambda ds: (_image_bytes(ds), ds["captions"])),
-        (make_asr_dataset, lambda ds: (_audio_bytes(ds), ds["text"])),
-        (make_translation_dataset, lambda ds: (ds["source"], ds["target"])),
-        (make_pretraining_dataset, lambda ds: (_image_bytes(ds), _audio_bytes(ds), ds["text"])),
+        (make_captioning_dataset, lambda ds: (_image_bytes(ds), list(ds["captions"]))),
+        (make_asr_dataset, lambda ds: (_audio_bytes(ds), list(ds["text"]))),
+        (make_translation_dataset, lambda ds: (list(ds["source"]), list(ds["target"]))),
+        (make_pretraining_dataset, lambda ds: (_image_bytes(ds), _audio_bytes(ds), list(ds["text"]))),
     ],
 )
 def test_same_seed_same_data_other_seed_other_data(make, fingerprint):
@@ -88,7 +88,7 @@ def test_asr_clips_are_float32_mono_at_the_sampling_rate(sampling_rate):
         samples = row["audio"]["array"]
         assert row["audio"]["sampling_rate"] == sampling_rate
         assert samples.dtype == np.float32 and samples.ndim == 1
-        assert 0.5 <= len(samples) / sampling_rate <= 1.7
+        assert 0.5 <= len(samples) / sampling_rate < 2.0
         assert 0.0 < np.abs(samples).max() <= 1.0
         assert 1 <= len(row["text"].split()) <= 3 and set(row["text"].split()) <= set(DIGIT_PHONES)
 
