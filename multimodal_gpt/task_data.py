@@ -7,7 +7,8 @@
 | translation | Multi30k train / val / test_2016_flickr, `source_lang` -> `target_lang` |
 | captioning | Flickr8k train / val, 5 references per image |
 | mmt | Flickr8k rows whose Multi30k entry is in Multi30k train / in Multi30k val (both Flickr8k files) |
-| pretrain | text (Multi30k train sentences) + image-text (Flickr8k train captions) + audio-text (FSDD train recordings, read speech); validation from the held-out parts |
+| pretrain | text (Multi30k sentences) + image-text (Flickr8k captions) + audio-text (FSDD, read speech); |
+|          | validation from the held-out parts of each |
 """
 
 from collections.abc import Iterable
