@@ -32,6 +32,33 @@ def load_preset(name_or_path: str | os.PathLike) -> dict[str, Any]:
     return preset
 
 
+def preset_config(
+    preset: str | os.PathLike,
+    *,
+    vocab_size: int,
+    token_ids: dict[str, int],
+    fusion: str | dict[str, str] | None = None,
+    max_length: int | None = None,
+) -> MultimodalGPTConfig:
+    """The `MultimodalGPTConfig` of `preset` for a tokenizer of `vocab_size` tokens whose special-token ids are
+    `token_ids` (`bos_token_id`, `eos_token_id`, `pad_token_id`, `image_token_id`, `audio_token_id`).
+    `n_positions` is raised to `max_length` if needed; `fusion` overrides the preset's."""
+    config_kwargs = load_preset(preset)
+    text_config = dict(config_kwargs.pop("text_config"))
+    text_config.update({key: token_ids[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")})
+    text_config["vocab_size"] = vocab_size
+    if max_length is not None:
+        text_config["n_positions"] = max(text_config.get("n_positions", 1024), max_length)
+    if fusion is not None:
+        config_kwargs["fusion"] = fusion
+    return MultimodalGPTConfig(
+        text_config=text_config,
+        image_token_id=token_ids["image_token_id"] if config_kwargs.get("vision_config") else None,
+        audio_token_id=token_ids["audio_token_id"] if config_kwargs.get("audio_config") else None,
+        **config_kwargs,
+    )
+
+
 def build_model_and_processor(
     preset: str | os.PathLike,
     *,
@@ -42,35 +69,17 @@ def build_model_and_processor(
     max_length: int | None = None,
 ) -> tuple[MultimodalGPTForConditionalGeneration, MultimodalGPTProcessor]:
     """A new model from `preset` and its processor. The tokenizer is loaded (`tokenizer_name_or_path`) or trained
-    offline on `texts`; the GPT-2 vocabulary, the special-token ids and `n_positions` (at least `max_length`)
-    follow it."""
+    offline on `texts` (`vocab_size` tokens); the GPT-2 vocabulary and special-token ids follow it."""
     tokenizer = load_or_train_tokenizer(tokenizer_name_or_path, texts, vocab_size=vocab_size)
     token_ids = add_multimodal_tokens(tokenizer)
-    config_kwargs = load_preset(preset)
-    text_config = dict(config_kwargs.pop("text_config"))
-    text_config.update(
-        vocab_size=len(tokenizer),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=token_ids["pad_token_id"],
-    )
-    if max_length is not None:
-        text_config["n_positions"] = max(text_config.get("n_positions", 1024), max_length)
-    if fusion is not None:
-        config_kwargs["fusion"] = fusion
-    has_vision = config_kwargs.get("vision_config") is not None
-    has_audio = config_kwargs.get("audio_config") is not None
-    config = MultimodalGPTConfig(
-        text_config=text_config,
-        image_token_id=token_ids["image_token_id"] if has_vision else None,
-        audio_token_id=token_ids["audio_token_id"] if has_audio else None,
-        **config_kwargs,
+    token_ids.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = preset_config(
+        preset, vocab_size=len(tokenizer), token_ids=token_ids, fusion=fusion, max_length=max_length
     )
     model = MultimodalGPTForConditionalGeneration(config)
-    model.generation_config.pad_token_id = token_ids["pad_token_id"]
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.generation_config, key, token_ids[key])
     return model, MultimodalGPTProcessor.from_config(config, tokenizer)
 
 
-__all__ = ["available_presets", "build_model_and_processor", "load_preset"]
+__all__ = ["available_presets", "build_model_and_processor", "load_preset", "preset_config"]
