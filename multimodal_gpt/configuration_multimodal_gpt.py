@@ -128,6 +128,35 @@ class MultimodalGPTConfig(PreTrainedConfig):
                 f"text_config must be a GPT-2 config (model_type 'gpt2'), got '{self.text_config.model_type}'."
             )
 
+    @classmethod
+    def from_pretrained_parts(
+        cls,
+        text_model: str | os.PathLike,
+        vision_model: str | os.PathLike | None = None,
+        audio_model: str | os.PathLike | None = None,
+        *,
+        tokenizer: Any,
+        **config_kwargs: Any,
+    ) -> "MultimodalGPTConfig":
+        """The config of a model assembled from pretrained checkpoints (Hub ids or local folders): GPT-2's config
+        with the vocabulary of `tokenizer` (which `add_multimodal_tokens` gives the placeholders), the towers'
+        encoder configs, and `config_kwargs` (e.g. `fusion="resampler"`)."""
+        text_config = AutoConfig.from_pretrained(text_model)
+        if text_config.model_type != "gpt2":
+            raise ValueError(
+                f"text_model must be a GPT-2 checkpoint, got '{text_config.model_type}' from {text_model}."
+            )
+        text_config.vocab_size = len(tokenizer)
+        token_ids = add_multimodal_tokens(tokenizer)
+        return cls(
+            text_config=text_config,
+            vision_config=tower_config(vision_model) if vision_model is not None else None,
+            audio_config=tower_config(audio_model) if audio_model is not None else None,
+            image_token_id=token_ids["image_token_id"] if vision_model is not None else None,
+            audio_token_id=token_ids["audio_token_id"] if audio_model is not None else None,
+            **config_kwargs,
+        )
+
     # ----- validation -------------------------------------------------------------------------------------------
 
     def _normalized_fusion(self) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
@@ -592,22 +592,14 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         Their weights are carried over exactly; `<image>` / `<audio>` are added to GPT-2's vocabulary (the same ids
         as `MultimodalGPTProcessor.from_pretrained_parts` gives), and the LM head stays tied to the embeddings.
         `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`)."""
-        text_model_type = AutoConfig.from_pretrained(text_model).model_type
-        if text_model_type != "gpt2":
-            raise ValueError(f"text_model must be a GPT-2 checkpoint, got '{text_model_type}' from {text_model}.")
         tokenizer = AutoTokenizer.from_pretrained(text_model)
-        token_ids = add_multimodal_tokens(tokenizer)
+        add_multimodal_tokens(tokenizer)
+        config = MultimodalGPTConfig.from_pretrained_parts(
+            text_model, vision_model, audio_model, tokenizer=tokenizer, **config_kwargs
+        )
         language_model = AutoModelForCausalLM.from_pretrained(text_model)
         language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
         towers = {"vision": load_tower(vision_model), "audio": load_tower(audio_model)}
-        config = MultimodalGPTConfig(
-            text_config=language_model.config,
-            vision_config=towers["vision"].config if towers["vision"] is not None else None,
-            audio_config=towers["audio"].config if towers["audio"] is not None else None,
-            image_token_id=token_ids["image_token_id"] if vision_model is not None else None,
-            audio_token_id=token_ids["audio_token_id"] if audio_model is not None else None,
-            **config_kwargs,
-        )
         model = cls(config)
         missing, unexpected = model.model.language_model.load_state_dict(
             language_model.transformer.state_dict(), strict=False

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import (
-    AutoConfig,
     AutoFeatureExtractor,
     AutoImageProcessor,
     AutoTokenizer,
@@ -33,7 +32,6 @@ from .configuration_multimodal_gpt import (
     add_multimodal_tokens,
     count_audio_tokens,
     count_image_tokens,
-    tower_config,
 )
 
 try:
@@ -138,15 +136,10 @@ class MultimodalGPTProcessor(ProcessorMixin):
         extractor. Pass that model's `config` (or the same `config_kwargs`, e.g. `fusion="resampler"`) so that the
         media token counts agree."""
         tokenizer = AutoTokenizer.from_pretrained(text_model)
-        token_ids = add_multimodal_tokens(tokenizer)
+        add_multimodal_tokens(tokenizer)
         if config is None:
-            config = MultimodalGPTConfig(
-                text_config=AutoConfig.from_pretrained(text_model, vocab_size=len(tokenizer)),
-                vision_config=tower_config(vision_model) if vision_model is not None else None,
-                audio_config=tower_config(audio_model) if audio_model is not None else None,
-                image_token_id=token_ids["image_token_id"] if vision_model is not None else None,
-                audio_token_id=token_ids["audio_token_id"] if audio_model is not None else None,
-                **config_kwargs,
+            config = MultimodalGPTConfig.from_pretrained_parts(
+                text_model, vision_model, audio_model, tokenizer=tokenizer, **config_kwargs
             )
         return cls(
             image_processor=AutoImageProcessor.from_pretrained(vision_model) if vision_model is not None else None,
