@@ -210,7 +210,9 @@ class TaskCollator:
         bos_token_id = self._bos_token_id()
         bos = [] if bos_token_id is None else [bos_token_id]
         prompt_ids = [bos + list(ids) for ids in encoded["input_ids"]]
-        media = {key: value for key, value in encoded.items() if key not in ("input_ids", "attention_mask")}
+        media = {
+            key: torch.as_tensor(value) for key, value in encoded.items() if key not in ("input_ids", "attention_mask")
+        }
         return prompt_ids, media
 
     def _bos_token_id(self) -> int | None:

@@ -263,13 +263,11 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                 f"The audio tower ({self.config.audio_config.model_type}) takes `{expected}`, but `{other}` was "
                 "given: use the feature extractor that matches the tower (the processor does)."
             )
-        length_dim = -1
+        expected_shape = (audio.shape[0], audio.shape[-1])  # (num_clips, samples or frames)
         if audio_mask is None:
-            audio_mask = torch.ones(audio.shape[0], audio.shape[length_dim], dtype=torch.long, device=audio.device)
-        if audio_mask.shape != (audio.shape[0], audio.shape[length_dim]):
-            raise ValueError(
-                f"The audio mask has shape {tuple(audio_mask.shape)}, expected {(audio.shape[0], audio.shape[-1])}."
-            )
+            audio_mask = torch.ones(expected_shape, dtype=torch.long, device=audio.device)
+        if tuple(audio_mask.shape) != expected_shape:
+            raise ValueError(f"The audio mask has shape {tuple(audio_mask.shape)}, expected {expected_shape}.")
         return audio, audio_mask
 
     def _check_sequence_length(self, sequence_length: int, cache: Cache | None) -> None:

@@ -262,16 +262,17 @@ class MultimodalGPTProcessor(ProcessorMixin):
             )
         return items
 
-    def _process_images(self, images: list[Any]) -> tuple[torch.Tensor, list[int]]:
+    def _process_images(self, images: list[Any]) -> tuple[np.ndarray, list[int]]:
         if self.image_processor is None:
             raise ValueError("Images were given, but this processor has no image processor (no vision tower).")
-        pixel_values = self.image_processor([to_rgb(image) for image in images], return_tensors="pt")["pixel_values"]
+        # numpy until the end: BatchFeature converts once (tiny torch ops here cost more than the work)
+        pixel_values = self.image_processor([to_rgb(image) for image in images], return_tensors="np")["pixel_values"]
         count = count_image_tokens(self.media_token_spec["image"], *pixel_values.shape[-2:])
         return pixel_values, [count] * len(images)
 
     def _process_audio(
         self, clips: list[Any], sampling_rate: int | None, resample: bool
-    ) -> tuple[dict[str, torch.Tensor], list[int]]:
+    ) -> tuple[dict[str, np.ndarray], list[int]]:
         if self.feature_extractor is None:
             raise ValueError("Audio was given, but this processor has no feature extractor (no audio tower).")
         target_rate = self.feature_extractor.sampling_rate
@@ -289,8 +290,8 @@ class MultimodalGPTProcessor(ProcessorMixin):
             extractor_kwargs["padding"] = "max_length"
         else:
             extractor_kwargs["padding"] = "longest"
-        features = self.feature_extractor(arrays, return_tensors="pt", **extractor_kwargs)
-        mask = features["attention_mask"].long()
+        features = self.feature_extractor(arrays, return_tensors="np", **extractor_kwargs)
+        mask = features["attention_mask"].astype(np.int64)
         counts = [count_audio_tokens(self.media_token_spec["audio"], int(length)) for length in mask.sum(-1)]
         for index, count in enumerate(counts):
             if count == 0:
