@@ -232,6 +232,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if data_args.task not in COLLATORS:
         raise ValueError(f"--task {data_args.task!r} is not one of {sorted(COLLATORS)}.")
     training_args.remove_unused_columns = False  # the collators read the raw media columns
+    if not (training_args.do_train or training_args.do_eval):
+        training_args.do_train = training_args.do_eval = True  # neither flag given: train, then evaluate
     set_seed(training_args.seed)
 
     # 2. Data

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The main job, offline on any machine: generate the built-in data set, pretrain a tiny multimodal GPT-2 on it
 (text, image-text and audio-text), finetune it for captioning, translation and speech recognition, and print a
-results table against a model that ignores its input. About 5 minutes on 2 CPU cores.
+results table against a model that ignores its input. About 4 minutes on 2 CPU cores.
 
     python scripts/demo.py                       # writes outputs/demo/
     python scripts/demo.py --asr_steps 3000      # any field of DemoArguments
