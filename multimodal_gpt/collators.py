@@ -185,9 +185,16 @@ class TaskCollator:
                 )
 
     def _check_clip_length(self, clip: np.ndarray) -> None:
-        """A clip too short to give the audio tower one frame would make the processor reject the whole batch."""
+        """A clip too short to give the audio tower one frame, or longer than a Whisper-style tower's fixed window,
+        would make the processor reject the whole batch: such a row is bad, not the batch."""
         extractor = self.processor.feature_extractor
         is_waveform = extractor.model_input_names[0] == "input_values"
+        window = None if is_waveform else extractor.n_samples
+        if window is not None and len(clip) > window:
+            raise BadRowError(
+                f"An audio clip of {len(clip) / extractor.sampling_rate:.1f} s is longer than the audio tower's "
+                f"{window / extractor.sampling_rate:.0f} s window."
+            )
         input_length = len(clip) if is_waveform else math.ceil(len(clip) / extractor.hop_length)
         if count_audio_tokens(self.processor.media_token_spec["audio"], input_length) == 0:
             raise BadRowError(

@@ -388,3 +388,18 @@ def test_real_flickr8k_captioning_and_mmt_through_the_tiny_model(data_dir, tiny)
     assert [len(captions) for captions in references] == [5, 5, 5]
     mmt_references = MMTCollator(tiny.processor, task=mmt_task, for_generation=True)(rows)["references"]
     assert mmt_references == [[row["m30_de"].strip()] for row in rows]
+
+
+def test_a_clip_longer_than_a_whisper_window_is_a_bad_row():
+    """The tiny Whisper-style tower takes a 1 s window: a 1.5 s clip is skipped and counted, the batch goes on."""
+    from tests.tiny_models import tiny_processor_and_model
+
+    processor, model = tiny_processor_and_model(vision=None, audio="whisper")
+    collator = TaskCollator(processor=processor, task=get_task("asr"))
+    rows = [
+        {"audio": {"array": np.zeros(24000, np.float32), "sampling_rate": 16000}, "text": "too long"},
+        {"audio": {"array": np.ones(8000, np.float32) * 0.1, "sampling_rate": 16000}, "text": "fits"},
+    ]
+    batch = collator(rows)
+    assert collator.stats.bad_rows == 1 and batch["input_ids"].shape[0] == 1
+    model(**batch)
