@@ -21,6 +21,7 @@ from .modeling_multimodal_gpt import (
     MultimodalGPTModel,
     MultimodalGPTPreTrainedModel,
 )
+from .pipeline_multimodal_gpt import MultimodalGPTSpeechRecognitionPipeline, MultimodalGPTTranslationPipeline
 from .processing_multimodal_gpt import MultimodalGPTProcessor
 
 __version__ = "0.1.0"
@@ -46,6 +47,14 @@ def _register() -> None:
     MultimodalGPTProcessor.register_for_auto_class("AutoProcessor")
     for auto_class in GENERATION_AUTO_CLASSES:
         MultimodalGPTForConditionalGeneration.register_for_auto_class(auto_class.__name__)
+    # Every `save_pretrained` / `push_to_hub` writes the model card (README.md) from model_cards/.
+    MultimodalGPTPreTrainedModel.model_card_writer = staticmethod(_write_model_card)
+
+
+def _write_model_card(model: MultimodalGPTPreTrainedModel, folder: str, repo_id: str | None = None) -> None:
+    from .model_card import write_model_card  # on first save: the card module imports the metrics' packages
+
+    write_model_card(folder, model, repo_id=repo_id)
 
 
 _register()
@@ -58,6 +67,8 @@ __all__ = [
     "MultimodalGPTModel",
     "MultimodalGPTPreTrainedModel",
     "MultimodalGPTProcessor",
+    "MultimodalGPTSpeechRecognitionPipeline",
+    "MultimodalGPTTranslationPipeline",
     "__version__",
     "add_multimodal_tokens",
 ]

@@ -354,6 +354,7 @@ def tower_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
     or the checkpoint's own config (ViT, DINOv2, wav2vec2, HuBERT, Whisper, whose encoder is used)."""
     config = AutoConfig.from_pretrained(name_or_path)
     if getattr(config, "vision_config", None) is not None and not getattr(config, "is_encoder_decoder", False):
+        config.vision_config._name_or_path = config._name_or_path  # kept in config.json: the card's base_model
         return config.vision_config
     return config
 

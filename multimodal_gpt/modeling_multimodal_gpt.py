@@ -6,15 +6,18 @@ transformers, huggingface_hub, the standard library and its sibling Hub files (s
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
 from transformers.models.gpt2.modeling_gpt2 import GPT2Model
 
@@ -32,6 +35,7 @@ from .fusion_multimodal_gpt import (
     PerceiverResampler,
 )
 from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
+from .pipeline_multimodal_gpt import CUSTOM_PIPELINES
 from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
 
 # `register_for_auto_class` records one Auto class per model class; this model answers all of these, so
@@ -83,18 +87,55 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
     config: MultimodalGPTConfig
     config_class = MultimodalGPTConfig
     base_model_prefix = "model"
-    input_modalities = ("image", "audio", "text")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["MultimodalGPT2Block", "GPT2Block", "PerceiverResampler"]
+    # Blocks that `device_map` keeps on one device and FSDP wraps as one unit. The towers add their own (ViTLayer,
+    # CLIPEncoderLayer, WhisperEncoderLayer, ...); wav2vec2 declares none and HuBERT misses its stable-layer-norm
+    # layer, so they are named here, with the weight-normed positional convolution whose two halves must stay together.
+    _no_split_modules = [
+        "MultimodalGPT2Block",
+        "GPT2Block",
+        "PerceiverResampler",
+        "Wav2Vec2EncoderLayer",
+        "Wav2Vec2EncoderLayerStableLayerNorm",
+        "HubertEncoderLayer",
+        "HubertEncoderLayerStableLayerNorm",
+        "ParametrizedConv1d",
+    ]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
     accepts_loss_kwargs = True
+    # Writes README.md (the model card) into every saved folder: `model_card_writer(model, folder, repo_id=None)`.
+    # The installed package sets it (`multimodal_gpt/__init__.py`); remote-code users, without the package and its
+    # card template, save no card.
+    model_card_writer: Callable[..., Any] | None = None
+
+    @property
+    def input_modalities(self) -> tuple[str, ...]:
+        """Text, plus image / audio where the model has that tower: pipelines read this (`any-to-any` asks for
+        torchvision only for a model that takes images)."""
+        towers = (("image", self.config.vision_config), ("audio", self.config.audio_config))
+        return (*(modality for modality, tower in towers if tower is not None), "text")
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """`PreTrainedModel.save_pretrained` (also behind `push_to_hub`), with every Auto class in `auto_map`."""
         self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
+        # `pipeline(task, model=folder, trust_remote_code=True)` reads these; the `from .pipeline_multimodal_gpt`
+        # import above makes `save_pretrained` ship that file. Fresh copies: `pipeline()` turns the loaded ones'
+        # class names into classes, which JSON cannot hold.
+        pipelines = {task: {**info, "pt": list(info["pt"])} for task, info in CUSTOM_PIPELINES.items()}
+        self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}), **pipelines}
         super().save_pretrained(save_directory, *args, **kwargs)
+        if self.model_card_writer is not None and self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
+            self.model_card_writer(self, save_directory)
+
+    def _upload_modified_files(self, working_dir: str | os.PathLike, repo_id: str, *args: Any, **kwargs: Any) -> Any:
+        # `push_to_hub` saves README.md (the Hub repo's card, or transformers' generic one) over the card that
+        # `save_pretrained` wrote, just before this upload: write ours again (the writer keeps a hand-written card,
+        # and the tags).
+        if self.model_card_writer is not None:
+            self.model_card_writer(self, working_dir, repo_id=repo_id)
+        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -110,6 +151,13 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
         for module in self.modules():
             if isinstance(module, GatedCrossAttentionLayer):
                 self._init_weights(module)
+
+    def post_init(self) -> None:
+        super().post_init()  # gathers the towers' `_no_split_modules` too (ViTLayer, WhisperEncoderLayer, ...)
+        # Keep only the block classes this model has: FSDP's transformer auto-wrap (accelerate) stops on any name it
+        # cannot find, e.g. Whisper's decoder layer (the tower is the encoder alone) or the fusion not chosen.
+        present = {type(module).__name__ for module in self.modules()}
+        self._no_split_modules = {name for name in self._no_split_modules if name in present}
 
 
 class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
@@ -180,7 +228,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         patch_size = _pair(self.config.vision_config.patch_size)
         num_patches = (pixel_values.shape[-2] // patch_size[0]) * (pixel_values.shape[-1] // patch_size[1])
         features = features[:, -num_patches:]  # patch tokens only: class and register tokens come first
-        if isinstance(self.vision_fusion, PerceiverResampler):
+        if self.config.fusion["vision"] == "resampler":  # the config, not isinstance: PEFT may wrap the fusion
             return self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
         return self.vision_fusion(features)
 
@@ -210,7 +258,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             lengths, device=frames.device
         ).unsqueeze(-1)
         frames, frame_mask = self.audio_frame_reducer(frames, frame_mask)
-        if isinstance(self.audio_fusion, PerceiverResampler):
+        if self.config.fusion["audio"] == "resampler":
             tokens = self.audio_fusion(frames, frame_mask)
             return tokens, frame_mask.new_ones(tokens.shape[:2])
         return self.audio_fusion(frames), frame_mask
@@ -318,7 +366,8 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
 
     def _absent_modality_anchor(self, present: set[str]) -> torch.Tensor | float:
         """0 times the trainable parameters of modalities absent from this batch: keeps every parameter in the
-        graph, so DDP without `find_unused_parameters` does not hang on a text-only batch."""
+        graph, so DDP without `find_unused_parameters` does not hang on a text-only batch (sharded engines encode a
+        blank medium instead: see `forward`)."""
         modules = [
             module
             for modality in ("vision", "audio")
@@ -332,6 +381,33 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             modules += [block.gated_cross_attention for block in self.language_model.h if block.gated_cross_attention]
         parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
         return sum(p.sum() for p in parameters) * 0.0 if parameters else 0.0
+
+    def _parameters_are_sharded(self) -> bool:
+        """FSDP (1 or 2) or DeepSpeed ZeRO-3: parameters are gathered only while their own module runs, so summing
+        them from outside (`_absent_modality_anchor`) fails, and every rank must run the same modules in the same
+        order for the collectives to match."""
+        if is_deepspeed_zero3_enabled() or hasattr(self.get_input_embeddings().weight, "ds_id"):
+            return True  # ZeRO-3 marks the parameters it partitions with `ds_id`
+        return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in self.modules())
+
+    def _encode_blank_image(self, dtype: torch.dtype) -> torch.Tensor:
+        """One black image through the vision tower and fusion (sharded engines, on a rank whose batch has none)."""
+        vision_config = self.config.vision_config
+        device = self.get_input_embeddings().weight.device
+        shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
+        return self.get_image_features(torch.zeros(shape, dtype=dtype, device=device))
+
+    def _encode_blank_audio(self, dtype: torch.dtype) -> torch.Tensor:
+        """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
+        the fixed window of a Whisper-style tower, or one second at 16 kHz for a waveform tower."""
+        device = self.get_input_embeddings().weight.device
+        if self.audio_tower.main_input_name == "input_features":
+            audio_config = self.config.audio_config
+            shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
+            tokens, _ = self.get_audio_features(input_features=torch.zeros(shape, dtype=dtype, device=device))
+        else:
+            tokens, _ = self.get_audio_features(input_values=torch.zeros(1, 16000, dtype=dtype, device=device))
+        return tokens
 
     def forward(
         self,
@@ -375,6 +451,10 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         if input_ids is not None and (cache is None or cache.get_seq_length() == 0):
             self._check_placeholders_have_media(input_ids, has_vision, has_audio, media_embeds)
 
+        training = self.training and torch.is_grad_enabled()
+        # Sharded engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every
+        # rank alike: a rank without images or audio encodes a blank medium at the same point instead.
+        sharded = training and self._parameters_are_sharded()
         cross_media = []
         if has_vision:
             image_tokens = self.get_image_features(pixel_values)
@@ -385,6 +465,8 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                 inputs_embeds = self._splice(
                     input_ids, inputs_embeds, self.config.image_token_id, image_tokens.flatten(0, 1), "image"
                 )
+        elif sharded and self.vision_tower is not None:
+            inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds.dtype).sum() * 0.0
         if has_audio:
             audio_tokens, audio_mask = self.get_audio_features(
                 input_features, input_features_mask, input_values, input_values_mask
@@ -395,9 +477,15 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                 inputs_embeds = self._splice(
                     input_ids, inputs_embeds, self.config.audio_token_id, audio_tokens[audio_mask], "audio"
                 )
+        elif sharded and self.audio_tower is not None:
+            inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds.dtype).sum() * 0.0
         if cross_media:
             media_embeds, media_mask = self._media_per_sample(input_ids, cross_media)
-        if self.training and torch.is_grad_enabled():
+        if sharded and self.config.cross_attention_layers and media_embeds is None:
+            # every rank runs the gated cross-attention layers; with no valid media they leave the text as it is
+            media_embeds = inputs_embeds.new_zeros(inputs_embeds.shape[0], 1, inputs_embeds.shape[-1])
+            media_mask = torch.zeros(media_embeds.shape[:2], dtype=torch.bool, device=media_embeds.device)
+        elif training and not sharded:
             present = {modality for modality, given in (("vision", has_vision), ("audio", has_audio)) if given}
             inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
 
@@ -501,6 +589,33 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         self.freeze_language_model()
 
     # ----- forward ----------------------------------------------------------------------------------------------
+
+    def _parameters_are_sharded(self) -> bool:
+        """FSDP (1 or 2) or DeepSpeed ZeRO-3: parameters are gathered only while their own module runs, so summing
+        them from outside (`_absent_modality_anchor`) fails, and every rank must run the same modules in the same
+        order for the collectives to match."""
+        if is_deepspeed_zero3_enabled() or hasattr(self.get_input_embeddings().weight, "ds_id"):
+            return True  # ZeRO-3 marks the parameters it partitions with `ds_id`
+        return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in self.modules())
+
+    def _encode_blank_image(self, dtype: torch.dtype) -> torch.Tensor:
+        """One black image through the vision tower and fusion (sharded engines, on a rank whose batch has none)."""
+        vision_config = self.config.vision_config
+        device = self.get_input_embeddings().weight.device
+        shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
+        return self.get_image_features(torch.zeros(shape, dtype=dtype, device=device))
+
+    def _encode_blank_audio(self, dtype: torch.dtype) -> torch.Tensor:
+        """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
+        the fixed window of a Whisper-style tower, or one second at 16 kHz for a waveform tower."""
+        device = self.get_input_embeddings().weight.device
+        if self.audio_tower.main_input_name == "input_features":
+            audio_config = self.config.audio_config
+            shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
+            tokens, _ = self.get_audio_features(input_features=torch.zeros(shape, dtype=dtype, device=device))
+        else:
+            tokens, _ = self.get_audio_features(input_values=torch.zeros(1, 16000, dtype=dtype, device=device))
+        return tokens
 
     def forward(
         self,

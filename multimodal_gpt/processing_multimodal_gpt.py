@@ -188,6 +188,7 @@ class MultimodalGPTProcessor(ProcessorMixin):
         audio: Any = None,
         sampling_rate: int | None = None,
         *,
+        videos: Any = None,
         resample: bool = True,
         return_tensors: str | None = None,
         **text_kwargs: Any,
@@ -209,6 +210,9 @@ class MultimodalGPTProcessor(ProcessorMixin):
                 error that names both rates.
             return_tensors (`str`, *optional*):
                 `"pt"` for PyTorch tensors.
+            videos:
+                Accepted so that Transformers' `any-to-any` pipeline (which passes `videos=None`) can call the
+                processor; the model takes no video, so anything but `None` is an error.
             text_kwargs:
                 Passed to the tokenizer (`padding`, `padding_side`, `truncation`, `max_length`, ...). Truncation
                 that would cut through a media span is an error: shorten the text instead (the collators do).
@@ -219,6 +223,8 @@ class MultimodalGPTProcessor(ProcessorMixin):
         """
         if text is None:
             raise ValueError("Give `text`, with one <image> / <audio> placeholder for each medium.")
+        if videos is not None:
+            raise ValueError("This model takes no video: pass images (frames) with <image> placeholders instead.")
         texts = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(item, str) for item in texts):
             raise ValueError("`text` must be a string or a list of strings.")

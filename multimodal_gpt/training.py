@@ -16,7 +16,10 @@ from transformers import AutoProcessor, Trainer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .collators import COLLATORS, EpochCallback, TaskCollator
+from .distributed import check_distributed_engine, check_distributed_launch
+from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
 from .metrics import compute_metrics_for_task
+from .model_card import run_card_kwargs, write_model_card
 from .modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .presets import build_model_and_processor
 from .task_data import load_task_splits, training_texts
@@ -57,6 +60,30 @@ class ModelArguments:
     freeze_towers: bool = field(default=False, metadata={"help": "Freeze the vision and audio towers."})
     freeze_language_model: bool = field(default=False, metadata={"help": "Freeze GPT-2 (and its tied head)."})
     train_only_fusion: bool = field(default=False, metadata={"help": "Train only the fusion (LLaVA stage 1)."})
+    lora_r: int = field(
+        default=0,
+        metadata={
+            "help": "LoRA rank (0: off, full finetuning). With r > 0 GPT-2 trains through LoRA adapters on its "
+            "attention and MLP layers (needs peft: pip install -e '.[peft]'), the fusion in full, the rest frozen; "
+            "the output folder holds the adapter. Continuing a LoRA run's folder trains its adapter further."
+        },
+    )
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scale numerator: updates are scaled alpha / r."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_towers: bool = field(
+        default=False, metadata={"help": "Also put LoRA on the vision and audio towers' linear layers."}
+    )
+    lora_train_new_tokens: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train the embedding rows of the tokens added to GPT-2 (<image>, <audio>, <|pad|>), tied "
+            "input and output rows together: new and untrained when the base is a pretrained GPT-2."
+        },
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "After training, also save the model with the adapter merged in, in <output_dir>/merged."},
+    )
 
 
 @dataclass
@@ -140,6 +167,8 @@ class MultimodalTrainer(Trainer):
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
         self.last_predictions: dict[str, tuple[list[str], list[list[str]]]] = {}
+        # What the model card says about the run (task, datasets, training, results): `run()` fills it in.
+        self.model_card_kwargs: dict[str, Any] = {}
 
     def evaluate(
         self,
@@ -166,6 +195,39 @@ class MultimodalTrainer(Trainer):
         self.log(scores)
         metrics.update(scores)
         return metrics
+
+    def create_model_card(
+        self,
+        language: str | None = None,
+        license: str | None = None,
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Write this package's model card (`multimodal_gpt.model_card`) into the output folder instead of the
+        `Trainer`'s generic one; `trainer.push_to_hub()` calls this before uploading the folder. The card describes
+        the run that `model_card_kwargs` records (`run()` fills it in), with the arguments given here on top;
+        `tasks`, `dataset_tags` and `dataset_args` (metadata of the generic card) are not used."""
+        if not self.is_world_process_zero():
+            return
+        card_kwargs = dict(self.model_card_kwargs)
+        if "task" not in card_kwargs and self.generation_collator is not None:
+            card_kwargs["task"] = self.generation_collator.task.name
+        given = {
+            "language": language,
+            "license": license,
+            "tags": [tags] if isinstance(tags, str) else tags,
+            "model_name": model_name,
+            "base_models": [finetuned_from] if finetuned_from else None,
+            "datasets": [dataset] if isinstance(dataset, str) else dataset,
+            "repo_id": self.hub_model_id,
+        }
+        card_kwargs.update({key: value for key, value in given.items() if value is not None})
+        write_model_card(self.args.output_dir, self.accelerator.unwrap_model(self.model), **card_kwargs)
 
 
 # ----- outputs -------------------------------------------------------------------------------------------------
@@ -232,6 +294,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if data_args.task not in COLLATORS:
         raise ValueError(f"--task {data_args.task!r} is not one of {sorted(COLLATORS)}.")
     training_args.remove_unused_columns = False  # the collators read the raw media columns
+    if training_args.ddp_find_unused_parameters is None:
+        # Every trainable parameter is in the graph of every batch (absent modalities are anchored with 0 x their
+        # parameters), so DDP needs no search for unused ones. Left at None, the Trainer would turn that search on
+        # for any model without gradient checkpointing: an extra graph traversal per step that also hides bugs.
+        training_args.ddp_find_unused_parameters = False
+    check_distributed_launch(training_args)
     if not (training_args.do_train or training_args.do_eval):
         training_args.do_train = training_args.do_eval = True  # neither flag given: train, then evaluate
     set_seed(training_args.seed)
@@ -242,7 +310,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
 
     # 3. Model and processor: continue a checkpoint, or build the preset with an offline tokenizer
     if model_args.model_name_or_path:
-        model = MultimodalGPTForConditionalGeneration.from_pretrained(model_args.model_name_or_path)
+        model = load_checkpoint(model_args)
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
     else:
         model, processor = build_model_and_processor(
@@ -254,6 +322,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             max_length=data_args.max_length,
         )
     apply_freezing(model, model_args)
+    if model_args.lora_r and not is_peft_model(model):
+        model = prepare_lora(model, processor, model_args, training_args)
     logger.info("Model: %.2fM parameters, %.2fM trainable", *parameter_counts(model))
 
     # 4. Collators and trainer
@@ -274,6 +344,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         generation_collator=generation_collator,
         generation_kwargs={"max_new_tokens": data_args.max_new_tokens, "num_beams": data_args.num_beams},
     )
+    check_distributed_engine(trainer)
 
     # 5. Train (resuming from the last checkpoint of the output folder, or the one given)
     results: dict[str, Any] = {}
@@ -284,8 +355,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             checkpoint = get_last_checkpoint(str(output_dir))
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
-        processor.save_pretrained(output_dir)
-        train_metrics = dict(train_result.metrics, train_samples=len(splits["train"]))
+        if training_args.should_save:  # the main process only: under DDP every rank gets here
+            processor.save_pretrained(output_dir)
+            if model_args.merge_lora and is_peft_model(trainer.model):
+                save_merged_lora(output_dir, output_dir / "merged", processor)
+        train_metrics = dict(
+            train_result.metrics, train_samples=len(splits["train"]), world_size=training_args.world_size
+        )
         train_metrics.update({f"collator_{k}": v for k, v in vars(collator.stats).items()})
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
@@ -308,7 +384,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
                 prompts = describe_inputs(splits[split_name], data_args.task)
                 write_predictions(output_dir / f"predictions_{split_name}.jsonl", prompts, predictions, references)
 
-    # 7. Loss curve
+    # 7. Model card (README.md, with the run's task, data and results: the folder is a Hub repo) and loss curve
+    if training_args.do_train:
+        step = trainer.state.global_step
+        trainer.model_card_kwargs = run_card_kwargs(
+            model_args, data_args, training_args, task=task.name, global_step=step, results=results
+        )
+        trainer.create_model_card()
     if trainer.is_world_process_zero():
         plot_training_curves(trainer.state.log_history, output_dir / "loss_curve.png", title=data_args.task)
     return results
@@ -320,6 +402,65 @@ def task_for(data_args: DataArguments):
     if name == "mmt" and data_args.text_only:
         return get_task("translation")
     return get_task(name)
+
+
+# ----- LoRA (peft is optional: `multimodal_gpt.lora` imports it only when a LoRA option is used) ----------------
+
+
+def load_checkpoint(model_args: ModelArguments) -> torch.nn.Module:
+    """The model of `--model_name_or_path`: a full checkpoint, or a LoRA run's adapter folder. An adapter is put on
+    its base model (`base_model_name_or_path`), to train further with `--lora_r`, or else merged in for full
+    finetuning."""
+    path = model_args.model_name_or_path
+    if not is_lora_folder(path):
+        return MultimodalGPTForConditionalGeneration.from_pretrained(path)
+    base_path = lora_base_model(path)
+    base = MultimodalGPTForConditionalGeneration.from_pretrained(base_path)
+    if model_args.lora_r:
+        logger.info("Continuing the LoRA adapter of %s on %s (its saved rank and targets are kept).", path, base_path)
+        return load_lora(base, path, is_trainable=True)
+    return merge_lora(load_lora(base, path))
+
+
+def prepare_lora(
+    model: MultimodalGPTForConditionalGeneration,
+    processor: Any,
+    model_args: ModelArguments,
+    training_args: TrainingArguments,
+) -> torch.nn.Module:
+    """Wrap `model` with LoRA (see `multimodal_gpt.lora`). The adapter records where its base model is: the
+    checkpoint it continues from, or, for a new model from a preset (random weights no adapter can rebuild),
+    `<output_dir>/base_model`, saved here with the processor."""
+    if model_args.train_only_fusion or model_args.freeze_language_model:
+        raise ValueError(
+            "--lora_r trains GPT-2 through LoRA adapters; --train_only_fusion and --freeze_language_model train no "
+            "GPT-2 weights. Drop one of them."
+        )
+    if model_args.model_name_or_path and os.path.isdir(model_args.model_name_or_path):
+        model.name_or_path = str(Path(model_args.model_name_or_path).resolve())
+    elif not model_args.model_name_or_path:
+        base_dir = Path(training_args.output_dir) / "base_model"
+        with training_args.main_process_first(desc="saving the LoRA base model"):
+            if training_args.should_save:
+                model.save_pretrained(base_dir)
+                processor.save_pretrained(base_dir)
+        model.name_or_path = str(base_dir.resolve())
+    return apply_lora(
+        model,
+        r=model_args.lora_r,
+        alpha=model_args.lora_alpha,
+        dropout=model_args.lora_dropout,
+        target="language_model+towers" if model_args.lora_target_towers else "language_model",
+        train_new_tokens=model_args.lora_train_new_tokens,
+    )
+
+
+def save_merged_lora(adapter_dir: Path, merged_dir: Path, processor: Any) -> None:
+    """Load the saved adapter onto a fresh copy of its base model, merge it and save a plain checkpoint: this also
+    checks that the adapter on disk is complete."""
+    base = MultimodalGPTForConditionalGeneration.from_pretrained(lora_base_model(adapter_dir))
+    merge_lora(load_lora(base, adapter_dir)).save_pretrained(merged_dir)
+    processor.save_pretrained(merged_dir)
 
 
 def apply_freezing(model: MultimodalGPTForConditionalGeneration, model_args: ModelArguments) -> None:

@@ -36,8 +36,11 @@ MODEL_HUB_FILES = [
     "fusion_multimodal_gpt.py",
     "towers_multimodal_gpt.py",
     "generation_multimodal_gpt.py",
+    # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the processing
+    "pipeline_multimodal_gpt.py",
+    "processing_multimodal_gpt.py",
 ]
-HUB_FILES = [*MODEL_HUB_FILES, "processing_multimodal_gpt.py"]
+HUB_FILES = MODEL_HUB_FILES
 
 
 def test_auto_classes_resolve_to_our_classes():
