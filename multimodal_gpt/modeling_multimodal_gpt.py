@@ -36,7 +36,7 @@ from .fusion_multimodal_gpt import (
 )
 from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
 from .pipeline_multimodal_gpt import CUSTOM_PIPELINES
-from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
+from .towers_multimodal_gpt import build_tower, freeze_unused_tower_parts, is_trainable, load_tower
 
 # `register_for_auto_class` records one Auto class per model class; this model answers all of these, so
 # `save_pretrained` writes them all into config.json's `auto_map` for `trust_remote_code=True` users.
@@ -116,6 +116,18 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
         torchvision only for a model that takes images)."""
         towers = (("image", self.config.vision_config), ("audio", self.config.audio_config))
         return (*(modality for modality, tower in towers if tower is not None), "text")
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        """`PreTrainedModel.from_pretrained`, with the towers' unused parts (poolers, pooling heads) frozen again as
+        at build time: loading leaves every parameter trainable, and DDP without `find_unused_parameters` would then
+        wait for gradients that never come."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
+        for name, module in model.named_modules():
+            if name.rsplit(".", 1)[-1] in ("vision_tower", "audio_tower") and isinstance(module, PreTrainedModel):
+                freeze_unused_tower_parts(module)
+        return loaded
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """`PreTrainedModel.save_pretrained` (also behind `push_to_hub`), with every Auto class in `auto_map`."""
@@ -386,27 +398,31 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         """FSDP (1 or 2) or DeepSpeed ZeRO-3: parameters are gathered only while their own module runs, so summing
         them from outside (`_absent_modality_anchor`) fails, and every rank must run the same modules in the same
         order for the collectives to match."""
-        if is_deepspeed_zero3_enabled() or hasattr(self.get_input_embeddings().weight, "ds_id"):
-            return True  # ZeRO-3 marks the parameters it partitions with `ds_id`
+        # ZeRO-3 marks the parameters it partitions with `ds_id`. `parameters()` does not gather them, whereas
+        # reading `module.weight` in a forward all-gathers it (see `_encode_blank_image`).
+        if is_deepspeed_zero3_enabled() or any(hasattr(p, "ds_id") for p in self.get_input_embeddings().parameters()):
+            return True
         return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in self.modules())
 
-    def _encode_blank_image(self, dtype: torch.dtype) -> torch.Tensor:
-        """One black image through the vision tower and fusion (sharded engines, on a rank whose batch has none)."""
+    def _encode_blank_image(self, like: torch.Tensor) -> torch.Tensor:
+        """One black image through the vision tower and fusion (sharded engines, on a rank whose batch has none),
+        with the dtype and device of `like`. Only modules run here, no parameter is read from outside: ZeRO-3
+        all-gathers a parameter read in a forward (`embeddings.weight.device`), and that extra collective, on the
+        ranks without images only, would not match the other ranks'."""
         vision_config = self.config.vision_config
-        device = self.get_input_embeddings().weight.device
         shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
-        return self.get_image_features(torch.zeros(shape, dtype=dtype, device=device))
+        return self.get_image_features(like.new_zeros(shape))
 
-    def _encode_blank_audio(self, dtype: torch.dtype) -> torch.Tensor:
+    def _encode_blank_audio(self, like: torch.Tensor) -> torch.Tensor:
         """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
-        the fixed window of a Whisper-style tower, or one second at 16 kHz for a waveform tower."""
-        device = self.get_input_embeddings().weight.device
+        the fixed window of a Whisper-style tower, or one second at 16 kHz for a waveform tower. As in
+        `_encode_blank_image`, `like` gives the dtype and device."""
         if self.audio_tower.main_input_name == "input_features":
             audio_config = self.config.audio_config
             shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
-            tokens, _ = self.get_audio_features(input_features=torch.zeros(shape, dtype=dtype, device=device))
+            tokens, _ = self.get_audio_features(input_features=like.new_zeros(shape))
         else:
-            tokens, _ = self.get_audio_features(input_values=torch.zeros(1, 16000, dtype=dtype, device=device))
+            tokens, _ = self.get_audio_features(input_values=like.new_zeros(1, 16000))
         return tokens
 
     def forward(
@@ -466,7 +482,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                     input_ids, inputs_embeds, self.config.image_token_id, image_tokens.flatten(0, 1), "image"
                 )
         elif sharded and self.vision_tower is not None:
-            inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds.dtype).sum() * 0.0
+            inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds).sum() * 0.0
         if has_audio:
             audio_tokens, audio_mask = self.get_audio_features(
                 input_features, input_features_mask, input_values, input_values_mask
@@ -478,7 +494,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                     input_ids, inputs_embeds, self.config.audio_token_id, audio_tokens[audio_mask], "audio"
                 )
         elif sharded and self.audio_tower is not None:
-            inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds.dtype).sum() * 0.0
+            inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds).sum() * 0.0
         if cross_media:
             media_embeds, media_mask = self._media_per_sample(input_ids, cross_media)
         if sharded and self.config.cross_attention_layers and media_embeds is None:
@@ -589,33 +605,6 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         self.freeze_language_model()
 
     # ----- forward ----------------------------------------------------------------------------------------------
-
-    def _parameters_are_sharded(self) -> bool:
-        """FSDP (1 or 2) or DeepSpeed ZeRO-3: parameters are gathered only while their own module runs, so summing
-        them from outside (`_absent_modality_anchor`) fails, and every rank must run the same modules in the same
-        order for the collectives to match."""
-        if is_deepspeed_zero3_enabled() or hasattr(self.get_input_embeddings().weight, "ds_id"):
-            return True  # ZeRO-3 marks the parameters it partitions with `ds_id`
-        return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in self.modules())
-
-    def _encode_blank_image(self, dtype: torch.dtype) -> torch.Tensor:
-        """One black image through the vision tower and fusion (sharded engines, on a rank whose batch has none)."""
-        vision_config = self.config.vision_config
-        device = self.get_input_embeddings().weight.device
-        shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
-        return self.get_image_features(torch.zeros(shape, dtype=dtype, device=device))
-
-    def _encode_blank_audio(self, dtype: torch.dtype) -> torch.Tensor:
-        """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
-        the fixed window of a Whisper-style tower, or one second at 16 kHz for a waveform tower."""
-        device = self.get_input_embeddings().weight.device
-        if self.audio_tower.main_input_name == "input_features":
-            audio_config = self.config.audio_config
-            shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
-            tokens, _ = self.get_audio_features(input_features=torch.zeros(shape, dtype=dtype, device=device))
-        else:
-            tokens, _ = self.get_audio_features(input_values=torch.zeros(1, 16000, dtype=dtype, device=device))
-        return tokens
 
     def forward(
         self,

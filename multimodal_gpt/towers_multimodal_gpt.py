@@ -24,7 +24,7 @@ def build_tower(config: PreTrainedConfig) -> PreTrainedModel:
         tower = AutoModel.from_config(config).get_encoder()
     else:
         tower = AutoModel.from_config(config)
-    _freeze_unused_tower_parts(tower, config.model_type)
+    freeze_unused_tower_parts(tower)
     return tower
 
 
@@ -39,7 +39,10 @@ def load_tower(name_or_path: str | os.PathLike | None) -> PreTrainedModel | None
     return MODEL_MAPPING[type(config)].from_pretrained(name_or_path)  # e.g. a CLIPModel folder -> CLIPVisionModel
 
 
-def _freeze_unused_tower_parts(tower: nn.Module, model_type: str) -> None:
+def freeze_unused_tower_parts(tower: PreTrainedModel) -> None:
+    """Freeze the parts of `tower` in `UNUSED_TOWER_PARTS` (at build, and again after loading weights, which
+    leaves every parameter trainable)."""
+    model_type = tower.config.model_type
     for name, module in tower.named_modules():
         leaf = name.rsplit(".", 1)[-1]
         if leaf in UNUSED_TOWER_PARTS or f"{model_type}:{leaf}" in UNUSED_TOWER_PARTS:
@@ -50,4 +53,4 @@ def is_trainable(module: nn.Module) -> bool:
     return any(parameter.requires_grad for parameter in module.parameters())
 
 
-__all__ = ["build_tower", "is_trainable", "load_tower"]
+__all__ = ["build_tower", "freeze_unused_tower_parts", "is_trainable", "load_tower"]

@@ -81,6 +81,7 @@ def plot(rows: list[dict], path: Path) -> None:
         axis.bar(labels, values, color=["#888888", "#1f77b4"])
         better = "higher" if row["higher_is_better"] else "lower"
         axis.set_title(f"{row['task']} ({row['metric']}, {better} is better)")
+        axis.set_ylim(0, max(values) * 1.2)  # room for the value labels under the title
         for x, value in enumerate(values):
             axis.text(x, value, f"{value:.3g}", ha="center", va="bottom")
         axis.tick_params(axis="x", labelsize=8)

@@ -10,6 +10,7 @@ rows are text-only, image and audio ones: one rank always gets a batch without a
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -265,7 +266,9 @@ for fusion in sys.argv[1:]:
             full, reference_grad = parameter.grad.full_tensor(), expected[name].grad
             torch.testing.assert_close(full, reference_grad, rtol=1e-5, atol=1e-6, msg=f"{fusion} {split} {name}")
             compared += 1
-        print(f"RANK {rank} {fusion} {'+'.join(split[rank]) or 'text'} {compared} gradients match", flush=True)
+        # one write per line (print writes the newline separately, and the two ranks share the pipe)
+        sys.stdout.write(f"RANK {rank} {fusion} {'+'.join(split[rank]) or 'text'} {compared} gradients match\\n")
+        sys.stdout.flush()
 dist.destroy_process_group()
 """
 
@@ -284,6 +287,7 @@ def test_fsdp2_trains_when_one_rank_lacks_every_modality(tmp_path):
         [*command, *fusions], env=child_environment(), cwd=REPO, capture_output=True, text=True, timeout=300
     )
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    matched = sorted(line.split()[1:4] for line in finished.stdout.splitlines() if line.startswith("RANK"))
+    lines = re.findall(r"RANK (\d) (\S+) (\S+) \d+ gradients match", finished.stdout)
+    matched = sorted(list(line) for line in lines)
     media = {"0": ["text", "image"], "1": ["image+audio", "audio"]}
     assert matched == sorted([rank, fusion, kind] for rank in media for fusion in fusions for kind in media[rank])

@@ -63,6 +63,20 @@ def test_save_pretrained_writes_safetensors_auto_map_and_hub_files(tmp_path):
         assert auto_map[auto_class.__name__] == "modeling_multimodal_gpt.MultimodalGPTForConditionalGeneration"
 
 
+@pytest.mark.parametrize("vision", ["vit", "clip", "siglip"])
+def test_loading_keeps_the_unused_tower_parts_frozen(tmp_path, vision):
+    """ViT's pooler, CLIP's post-layernorm and SigLIP's pooling head are frozen at build (our features skip them);
+    loading must not make them trainable again, or DDP without find_unused_parameters waits for their gradients."""
+    model = tiny_model(vision=vision)
+    frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
+    assert frozen
+    model.save_pretrained(tmp_path)
+    reloaded = MultimodalGPTForConditionalGeneration.from_pretrained(tmp_path)
+    assert {name for name, parameter in reloaded.named_parameters() if not parameter.requires_grad} == frozen
+    base, _ = MultimodalGPTModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert {f"model.{name}" for name, parameter in base.named_parameters() if not parameter.requires_grad} == frozen
+
+
 def test_local_round_trip_keeps_weights_and_tie(tmp_path):
     model = tiny_model(fusion="cross_attention")
     open_gates(model)
