@@ -21,8 +21,13 @@ from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
 from transformers.models.gpt2.modeling_gpt2 import GPT2Model
 
+from .checks_multimodal_gpt import (
+    check_audio_inputs,
+    check_pixel_values,
+    check_placeholders_have_media,
+    check_sequence_length,
+)
 from .configuration_multimodal_gpt import (
-    INTERPOLATING_VISION_TOWERS,
     MultimodalGPTConfig,
     _pair,
     add_multimodal_tokens,
@@ -232,7 +237,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
 
     def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Encode images: (num_images, channels, height, width) -> (num_images, num_image_tokens, hidden_size)."""
-        self._check_pixel_values(pixel_values)
+        check_pixel_values(pixel_values, self.vision_tower, self.config.vision_config)
         layer = self.config.vision_feature_layer
         with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.vision_tower)):
             outputs = self.vision_tower(pixel_values=pixel_values, output_hidden_states=layer != -1)
@@ -255,9 +260,8 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         """Encode audio clips, either log-mel `input_features` (num_clips, num_mel_bins, frames) for Whisper-style
         towers or waveforms `input_values` (num_clips, samples) for wav2vec2-style towers, each with its mask of
         valid positions. Returns tokens (num_clips, max_tokens, hidden_size) and their validity mask."""
-        audio, audio_mask = self._check_audio_inputs(
-            input_features, input_features_mask, input_values, input_values_mask
-        )
+        audio_inputs = (input_features, input_features_mask, input_values, input_values_mask)
+        audio, audio_mask = check_audio_inputs(self.audio_tower, self.config.audio_config, *audio_inputs)
         layer = self.config.audio_feature_layer
         tower_kwargs = {self.audio_tower.main_input_name: audio, "output_hidden_states": layer != -1}
         if input_values is not None and getattr(self.config.audio_config, "feat_extract_norm", "layer") == "layer":
@@ -274,70 +278,6 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             tokens = self.audio_fusion(frames, frame_mask)
             return tokens, frame_mask.new_ones(tokens.shape[:2])
         return self.audio_fusion(frames), frame_mask
-
-    # ----- input checks -----------------------------------------------------------------------------------------
-
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        if self.vision_tower is None:
-            raise ValueError("pixel_values were given, but this model has no vision tower (config.vision_config).")
-        vision_config = self.config.vision_config
-        if pixel_values.ndim != 4:
-            raise ValueError(
-                f"pixel_values must have shape (num_images, channels, height, width), got {tuple(pixel_values.shape)}."
-            )
-        channels = getattr(vision_config, "num_channels", 3)
-        if pixel_values.shape[1] != channels:
-            raise ValueError(
-                f"pixel_values have {pixel_values.shape[1]} channels, the vision tower expects {channels}: convert "
-                "images to RGB (the processor does)."
-            )
-        size = tuple(pixel_values.shape[-2:])
-        patch = _pair(vision_config.patch_size)
-        if vision_config.model_type in INTERPOLATING_VISION_TOWERS:
-            if size[0] % patch[0] or size[1] % patch[1]:
-                raise ValueError(f"Image size {size} is not a multiple of the patch size {patch}.")
-        elif size != _pair(vision_config.image_size):
-            raise ValueError(
-                f"Images are {size[0]}x{size[1]} pixels, the vision tower expects "
-                f"{'x'.join(map(str, _pair(vision_config.image_size)))}: resize them (the processor does)."
-            )
-
-    def _check_audio_inputs(
-        self,
-        input_features: torch.Tensor | None,
-        input_features_mask: torch.Tensor | None,
-        input_values: torch.Tensor | None,
-        input_values_mask: torch.Tensor | None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.audio_tower is None:
-            raise ValueError("Audio inputs were given, but this model has no audio tower (config.audio_config).")
-        expected = self.audio_tower.main_input_name
-        audio, audio_mask = (
-            (input_features, input_features_mask)
-            if expected == "input_features"
-            else (input_values, input_values_mask)
-        )
-        if audio is None:
-            other = "input_values" if expected == "input_features" else "input_features"
-            raise ValueError(
-                f"The audio tower ({self.config.audio_config.model_type}) takes `{expected}`, but `{other}` was "
-                "given: use the feature extractor that matches the tower (the processor does)."
-            )
-        expected_shape = (audio.shape[0], audio.shape[-1])  # (num_clips, samples or frames)
-        if audio_mask is None:
-            audio_mask = torch.ones(expected_shape, dtype=torch.long, device=audio.device)
-        if tuple(audio_mask.shape) != expected_shape:
-            raise ValueError(f"The audio mask has shape {tuple(audio_mask.shape)}, expected {expected_shape}.")
-        return audio, audio_mask
-
-    def _check_sequence_length(self, sequence_length: int, cache: Cache | None) -> None:
-        past = cache.get_seq_length() if cache is not None else 0
-        limit = self.config.text_config.n_positions
-        if past + sequence_length > limit:
-            raise ValueError(
-                f"The sequence has {past + sequence_length} tokens ({past} cached + {sequence_length} new), more than "
-                f"GPT-2's {limit} positions: truncate the text or use fewer media tokens (e.g. the resampler fusion)."
-            )
 
     # ----- fusion -----------------------------------------------------------------------------------------------
 
@@ -461,11 +401,11 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         if (has_vision or has_audio) and input_ids is None:
             raise ValueError("Media inputs need input_ids, whose placeholders say where each medium goes.")
         sequence = input_ids if input_ids is not None else inputs_embeds[..., 0]
-        self._check_sequence_length(sequence.shape[1], cache)
+        check_sequence_length(sequence.shape[1], cache, self.config.text_config.n_positions)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         if input_ids is not None and (cache is None or cache.get_seq_length() == 0):
-            self._check_placeholders_have_media(input_ids, has_vision, has_audio, media_embeds)
+            check_placeholders_have_media(input_ids, self.config, has_vision, has_audio, media_embeds)
 
         training = self.training and torch.is_grad_enabled()
         # Sharded engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every
@@ -523,21 +463,6 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             media_embeds=media_embeds,
             media_mask=media_mask,
         )
-
-    def _check_placeholders_have_media(
-        self, input_ids: torch.Tensor, has_vision: bool, has_audio: bool, media_embeds: torch.Tensor | None
-    ) -> None:
-        """At prefill, a placeholder without its medium would silently feed GPT-2 the placeholder's embedding."""
-        for name, token_id, given in (
-            ("image", self.config.image_token_id, has_vision),
-            ("audio", self.config.audio_token_id, has_audio),
-        ):
-            if token_id is None or given or media_embeds is not None:
-                continue
-            count = int((input_ids == token_id).sum())
-            if count:
-                inputs = "pixel_values" if name == "image" else "input_features / input_values"
-                raise ValueError(f"input_ids hold {count} <{name}> tokens but no {inputs} were given.")
 
 
 class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin):

@@ -7,8 +7,10 @@ the same tokenizer, batch size and learning-rate schedule.
     python scripts/benchmark_pretraining.py --tasks asr --pretrain_steps 50 --finetune_steps 20   # a quick look
 
 Writes `results.json`, `results.md` and `pretraining_gain.png` to --output_dir, and every run's folder beside them.
-The comparison is at equal total compute: the pretrained model's advantage is what its steps on the mixed data
-bought over the same number of steps on the task's own data.
+Two comparisons per task: at equal total compute (the pretrained model's advantage is what its steps on the mixed
+data bought over the same number of steps on the task's own data) and at the same finetuning budget (from scratch
+for --finetune_steps only). A run whose folder already holds its results is reused, so an interrupted benchmark
+picks up where it stopped (--rerun to train everything again).
 """
 
 import json
@@ -40,6 +42,7 @@ class BenchmarkArguments:
     learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (10% warmup, linear decay)."})
     seed: int = field(default=0, metadata={"help": "Seed of every run."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
+    rerun: bool = field(default=False, metadata={"help": "Train again even where a run's results already exist."})
 
 
 def training_arguments(args: BenchmarkArguments, output_dir: Path, steps: int) -> TrainingArguments:
@@ -61,10 +64,18 @@ def training_arguments(args: BenchmarkArguments, output_dir: Path, steps: int) -
     )
 
 
-def timed_run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
+def timed_run(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, rerun: bool = False
+) -> dict:
+    """`run()` with its wall time; a finished run (its `benchmark_run.json` written) is read back unless `rerun`."""
+    record = Path(training_args.output_dir) / "benchmark_run.json"
+    if record.is_file() and not rerun:
+        print(f"Reusing {training_args.output_dir} (--rerun to train it again).")
+        return json.loads(record.read_text())
     started = time.perf_counter()
     results = run(model_args, data_args, training_args)
     results["wall_seconds"] = time.perf_counter() - started
+    record.write_text(json.dumps(results, indent=2))
     return results
 
 
@@ -76,9 +87,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
     figure, axes = plt.subplots(1, len(rows), figsize=(3.6 * len(rows), 3.6), squeeze=False)
     for axis, row in zip(axes[0], rows):
-        labels = ["from scratch", "pretrained\n+ finetuned"]
-        values = [row["scratch_same_total"], row["pretrained"]]
-        axis.bar(labels, values, color=["#888888", "#1f77b4"])
+        labels = ["scratch,\nfinetune steps", "scratch,\ntotal steps", "pretrained\n+ finetuned"]
+        values = [row["scratch_same_finetune"], row["scratch_same_total"], row["pretrained"]]
+        axis.bar(labels, values, color=["#bbbbbb", "#888888", "#1f77b4"])
         better = "higher" if row["higher_is_better"] else "lower"
         axis.set_title(f"{row['task']} ({row['metric']}, {better} is better)")
         axis.set_ylim(0, max(values) * 1.2)  # room for the value labels under the title
@@ -111,6 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ModelArguments(preset=args.preset),
         DataArguments(task="pretrain", data_dir=args.data_dir, max_eval_samples=500),
         training_arguments(args, pretrain_dir, args.pretrain_steps),
+        args.rerun,
     )
 
     # 3. Per task: finetune from the pretrained model; train from scratch for the same total number of steps
@@ -123,12 +135,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ModelArguments(model_name_or_path=str(pretrain_dir)),
             DataArguments(**data),
             training_arguments(args, root / f"{task}_pretrained", args.finetune_steps),
+            args.rerun,
         )
+        scratch_model = ModelArguments(preset=args.preset, tokenizer_name_or_path=str(pretrain_dir))
         print(f"{task}: training from scratch for {total_steps} steps...")
         scratch = timed_run(
-            ModelArguments(preset=args.preset, tokenizer_name_or_path=str(pretrain_dir)),
+            scratch_model,
             DataArguments(**data),
             training_arguments(args, root / f"{task}_scratch", total_steps),
+            args.rerun,
+        )
+        print(f"{task}: training from scratch for {args.finetune_steps} steps...")
+        short = timed_run(
+            scratch_model,
+            DataArguments(**data),
+            training_arguments(args, root / f"{task}_scratch_{args.finetune_steps}", args.finetune_steps),
+            args.rerun,
         )
         rows.append(
             {
@@ -137,19 +159,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 "higher_is_better": higher_is_better,
                 "pretrained": pretrained[f"eval_{metric}"],
                 "scratch_same_total": scratch[f"eval_{metric}"],
+                "scratch_same_finetune": short[f"eval_{metric}"],
                 "pretrained_minutes": (pretrain["wall_seconds"] + pretrained["wall_seconds"]) / 60,
                 "scratch_minutes": scratch["wall_seconds"] / 60,
+                "scratch_short_minutes": short["wall_seconds"] / 60,
             }
         )
 
     # 4. Table, plot, JSON
     header = (
-        f"| task | metric | from scratch, {total_steps} steps | "
-        f"pretrained {args.pretrain_steps} + finetuned {args.finetune_steps} steps |\n| --- | --- | --- | --- |"
+        f"| task | metric | from scratch, {args.finetune_steps} steps | from scratch, {total_steps} steps | "
+        f"pretrained {args.pretrain_steps} + finetuned {args.finetune_steps} steps |\n| --- | --- | --- | --- | --- |"
     )
     lines = [
-        f"| {row['task']} | {row['metric']} | {row['scratch_same_total']:.4g} "
-        f"({row['scratch_minutes']:.1f} min) | {row['pretrained']:.4g} ({row['pretrained_minutes']:.1f} min) |"
+        f"| {row['task']} | {row['metric']} "
+        f"| {row['scratch_same_finetune']:.4g} ({row['scratch_short_minutes']:.1f} min) "
+        f"| {row['scratch_same_total']:.4g} ({row['scratch_minutes']:.1f} min) "
+        f"| {row['pretrained']:.4g} ({row['pretrained_minutes']:.1f} min) |"
         for row in rows
     ]
     table = "\n".join([header, *lines])

@@ -33,6 +33,7 @@ PACKAGE_DIR = Path(multimodal_gpt.__file__).parent
 MODEL_HUB_FILES = [
     "configuration_multimodal_gpt.py",
     "modeling_multimodal_gpt.py",
+    "checks_multimodal_gpt.py",
     "fusion_multimodal_gpt.py",
     "towers_multimodal_gpt.py",
     "generation_multimodal_gpt.py",
