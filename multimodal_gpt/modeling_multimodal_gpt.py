@@ -41,7 +41,7 @@ from .fusion_multimodal_gpt import (
 )
 from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
 from .pipeline_multimodal_gpt import CUSTOM_PIPELINES
-from .towers_multimodal_gpt import build_tower, freeze_unused_tower_parts, is_trainable, load_tower
+from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
 
 # `register_for_auto_class` records one Auto class per model class; this model answers all of these, so
 # `save_pretrained` writes them all into config.json's `auto_map` for `trust_remote_code=True` users.
@@ -124,14 +124,15 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
-        """`PreTrainedModel.from_pretrained`, with the towers' unused parts (poolers, pooling heads) frozen again as
-        at build time: loading leaves every parameter trainable, and DDP without `find_unused_parameters` would then
-        wait for gradients that never come."""
+        """`PreTrainedModel.from_pretrained`, with the parameters that are frozen at build time frozen again (the
+        towers' unused poolers and pooling heads, Whisper's fixed sinusoidal positions): loading leaves every
+        parameter trainable, and DDP without `find_unused_parameters` would then wait for gradients that never
+        come."""
         loaded = super().from_pretrained(*args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
-        for name, module in model.named_modules():
-            if name.rsplit(".", 1)[-1] in ("vision_tower", "audio_tower") and isinstance(module, PreTrainedModel):
-                freeze_unused_tower_parts(module)
+        for name, parameter in model.named_parameters():
+            if name in model._frozen_at_build:
+                parameter.requires_grad_(False)
         return loaded
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
@@ -171,6 +172,8 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
 
     def post_init(self) -> None:
         super().post_init()  # gathers the towers' `_no_split_modules` too (ViTLayer, WhisperEncoderLayer, ...)
+        # What the build froze (see `from_pretrained`): the towers' unused parts, and what the towers freeze.
+        self._frozen_at_build = {name for name, parameter in self.named_parameters() if not parameter.requires_grad}
         # Keep only the block classes this model has: FSDP's transformer auto-wrap (accelerate) stops on any name it
         # cannot find, e.g. Whisper's decoder layer (the tower is the encoder alone) or the fusion not chosen.
         present = {type(module).__name__ for module in self.modules()}

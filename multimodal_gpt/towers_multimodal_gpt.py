@@ -40,8 +40,8 @@ def load_tower(name_or_path: str | os.PathLike | None) -> PreTrainedModel | None
 
 
 def freeze_unused_tower_parts(tower: PreTrainedModel) -> None:
-    """Freeze the parts of `tower` in `UNUSED_TOWER_PARTS` (at build, and again after loading weights, which
-    leaves every parameter trainable)."""
+    """Freeze the parts of `tower` in `UNUSED_TOWER_PARTS` (at build; the model's `from_pretrained` restores what
+    the build froze, since loading leaves every parameter trainable)."""
     model_type = tower.config.model_type
     for name, module in tower.named_modules():
         leaf = name.rsplit(".", 1)[-1]

@@ -64,13 +64,14 @@ def test_save_pretrained_writes_safetensors_auto_map_and_hub_files(tmp_path):
         assert auto_map[auto_class.__name__] == "modeling_multimodal_gpt.MultimodalGPTForConditionalGeneration"
 
 
-@pytest.mark.parametrize("vision", ["vit", "clip", "siglip"])
-def test_loading_keeps_the_unused_tower_parts_frozen(tmp_path, vision):
-    """ViT's pooler, CLIP's post-layernorm and SigLIP's pooling head are frozen at build (our features skip them);
-    loading must not make them trainable again, or DDP without find_unused_parameters waits for their gradients."""
-    model = tiny_model(vision=vision)
+@pytest.mark.parametrize(("vision", "audio"), [("vit", "whisper"), ("clip", "wav2vec2"), ("siglip", "hubert")])
+def test_loading_keeps_what_the_build_froze(tmp_path, vision, audio):
+    """ViT's pooler, CLIP's post-layernorm and SigLIP's pooling head are frozen at build (our features skip them), and
+    Whisper freezes its sinusoidal positions; loading must not make them trainable again (DDP without
+    find_unused_parameters would wait for the poolers' gradients)."""
+    model = tiny_model(vision=vision, audio=audio)
     frozen = {name for name, parameter in model.named_parameters() if not parameter.requires_grad}
-    assert frozen
+    assert any(".vision_tower." in name for name in frozen)
     model.save_pretrained(tmp_path)
     reloaded = MultimodalGPTForConditionalGeneration.from_pretrained(tmp_path)
     assert {name for name, parameter in reloaded.named_parameters() if not parameter.requires_grad} == frozen
