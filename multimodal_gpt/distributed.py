@@ -12,11 +12,26 @@ from transformers import Trainer, TrainingArguments
 
 from .lora import is_peft_model
 
+# Where launchers (torchrun, mpirun for Intel MPI / MPICH, Open MPI, MVAPICH) put the number of processes.
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
 
 def check_distributed_launch(training_args: TrainingArguments) -> None:
-    """Fail fast where the launcher started several processes but the `Trainer` does not join them: on a machine
-    without GPUs, `torchrun` and `accelerate launch --multi_gpu` without `--use_cpu` give N independent runs, each
-    training alone on all the data and writing the same output folder."""
+    """Fail fast where the launcher started a different number of processes than asked for, or several that the
+    `Trainer` does not join:
+    - `accelerate launch --cpu --num_processes N` (N > 1, no `--mpirun_hostfile`) starts ONE process on accelerate
+      1.15: it leaves multi-CPU runs to mpirun, and the single process would train alone, as if N were 1;
+    - on a machine without GPUs, `torchrun` and `accelerate launch --multi_gpu` without `--use_cpu` give N independent
+      runs, each training alone on all the data and writing the same output folder."""
+    accelerate_cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
+    # accelerate's simple launcher sets MASTER_ADDR only when more than one process was asked for
+    if accelerate_cpu and "MASTER_ADDR" in os.environ and not any(name in os.environ for name in WORLD_SIZE_VARIABLES):
+        raise ValueError(
+            "accelerate launch --cpu --num_processes N started one process, not N: accelerate 1.15 runs multi-CPU "
+            "training only through mpirun (--mpirun_hostfile). For DDP on this machine run "
+            "`accelerate launch --config_file scripts/accelerate/ddp_cpu.yaml scripts/train.py --use_cpu ...` "
+            "(its num_processes sets N) or `torchrun --nproc_per_node N scripts/train.py --use_cpu ...`."
+        )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched != training_args.world_size:
         raise ValueError(
@@ -62,4 +77,4 @@ def check_distributed_engine(trainer: Trainer) -> None:
                 )
 
 
-__all__ = ["check_distributed_engine", "check_distributed_launch"]
+__all__ = ["WORLD_SIZE_VARIABLES", "check_distributed_engine", "check_distributed_launch"]

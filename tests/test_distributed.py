@@ -116,18 +116,38 @@ def test_documented_accelerate_command_starts_two_gloo_processes(tmp_path):
     """`accelerate launch --config_file scripts/accelerate/ddp_cpu.yaml` (a MULTI_GPU config: `--cpu` and MULTI_CPU
     start ONE process on accelerate 1.15) gives 2 processes that the Trainer joins into one gloo world."""
     probe = tmp_path / "probe.py"
+    # each process reports in its own file: the two share one stdout pipe, and their lines can interleave there
     probe.write_text(
+        "import pathlib\n"
         "import torch.distributed as dist\n"
         "from transformers import TrainingArguments\n"
         f"args = TrainingArguments(output_dir={str(tmp_path / 'out')!r}, use_cpu=True, report_to='none')\n"
-        "print('WORLD', args.world_size, dist.get_backend(), flush=True)\n"
+        f"report = pathlib.Path({str(tmp_path)!r}) / f'world_{{dist.get_rank()}}.txt'\n"
+        "report.write_text(f'{args.world_size} {dist.get_backend()}')\n"
     )
     command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
     command += [str(ACCELERATE_CONFIGS / "ddp_cpu.yaml"), "--main_process_port", "0", str(probe)]
     finished = subprocess.run(command, env=child_environment(), capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    worlds = [line for line in finished.stdout.splitlines() if line.startswith("WORLD")]
-    assert worlds == ["WORLD 2 gloo", "WORLD 2 gloo"]
+    reports = {path.name: path.read_text() for path in sorted(tmp_path.glob("world_*.txt"))}
+    assert reports == {"world_0.txt": "2 gloo", "world_1.txt": "2 gloo"}
+
+
+def test_accelerate_cpu_num_processes_starts_one_process_and_train_py_says_so(tmp_path):
+    """`accelerate launch --cpu --num_processes 2` starts ONE process on accelerate 1.15 (multi-CPU goes through
+    mpirun there), which would train alone as if one process had been asked for: train.py stops and points to the
+    config file and torchrun instead. The control: the same launch with one process trains."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes"]
+    arguments = [str(REPO / "scripts" / "train.py"), *train_arguments(tmp_path / "run", Path("tiny"), 4)]
+    arguments[arguments.index("--max_steps") + 1] = "1"
+    two = subprocess.run([*command, "2", *arguments], env=child_environment(), capture_output=True, text=True)
+    assert two.returncode != 0
+    assert "started one process, not N" in two.stderr and "scripts/accelerate/ddp_cpu.yaml" in two.stderr
+    assert not (tmp_path / "run" / "train_results.json").exists()
+
+    one = subprocess.run([*command, "1", *arguments], env=child_environment(), capture_output=True, text=True)
+    assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "train_results.json").read_text())["world_size"] == 1
 
 
 def test_a_launch_that_the_trainer_does_not_join_fails_fast(tmp_path, monkeypatch):
