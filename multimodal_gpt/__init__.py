@@ -52,7 +52,7 @@ def _register() -> None:
 
 
 def _write_model_card(model: MultimodalGPTPreTrainedModel, folder: str, repo_id: str | None = None) -> None:
-    from .model_card import write_model_card  # on first save: the card module imports the metrics' packages
+    from .training.model_card import write_model_card  # on first save: the card module imports the metrics' packages
 
     write_model_card(folder, model, repo_id=repo_id)
 

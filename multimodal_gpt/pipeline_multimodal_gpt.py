@@ -23,7 +23,7 @@ from transformers import GenerationConfig, Pipeline
 from .configuration_multimodal_gpt import AUDIO_TOKEN
 from .processing_multimodal_gpt import load_clip
 
-# The prompts a checkpoint is finetuned with: `multimodal_gpt.tasks` takes the translation template and the
+# The prompts a checkpoint is finetuned with: `multimodal_gpt.data.tasks` takes the translation template and the
 # language names from here (a Hub file cannot import the library-only `tasks`), and the tests check that the ASR
 # task's `"{audio}"` prompt equals ASR_PROMPT.
 ASR_PROMPT = AUDIO_TOKEN
@@ -47,7 +47,7 @@ CUSTOM_PIPELINES = {
 
 class _PromptThenGeneratePipeline(Pipeline):
     """One input at a time: the processor turns a prompt (and media) into model inputs, `generate()` continues it,
-    and the output is the decoded text after the prompt, stripped (as `multimodal_gpt.tasks.Task.postprocess`)."""
+    and the output is the decoded text after the prompt, stripped (as `multimodal_gpt.data.tasks.Task.postprocess`)."""
 
     _load_processor = True
     _load_tokenizer = False

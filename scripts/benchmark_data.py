@@ -34,8 +34,8 @@ from transformers import (
 )
 
 from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTProcessor
-from multimodal_gpt.collators import COLLATORS, TaskCollator
-from multimodal_gpt.data import (
+from multimodal_gpt.data.collators import COLLATORS, TaskCollator
+from multimodal_gpt.data.corpora import (
     default_data_dir,
     keep_multi30k_rows,
     load_flickr8k,
@@ -43,8 +43,8 @@ from multimodal_gpt.data import (
     load_multi30k,
     load_read_speech,
 )
-from multimodal_gpt.tasks import get_task
-from multimodal_gpt.tokenizer import train_bpe_tokenizer
+from multimodal_gpt.data.tasks import get_task
+from multimodal_gpt.training.tokenizer import train_bpe_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch
 from transformers import HfArgumentParser
 
 from multimodal_gpt import MultimodalGPTForConditionalGeneration
-from multimodal_gpt.presets import preset_config
+from multimodal_gpt.training.presets import preset_config
 
 FUSIONS = ("linear", "mlp", "resampler", "cross_attention")
 VOCAB_SIZE = 8000
@@ -28,7 +28,7 @@ TOKEN_IDS = dict(bos_token_id=0, eos_token_id=0, pad_token_id=1, image_token_id=
 
 @dataclass
 class BenchmarkArguments:
-    preset: str = field(default="small", metadata={"help": "Model preset (see multimodal_gpt/presets/)."})
+    preset: str = field(default="small", metadata={"help": "Model preset (see multimodal_gpt/training/presets/)."})
     device: str = field(default="cpu", metadata={"help": "cpu or cuda."})
     dtype: str = field(default="float32", metadata={"help": "Autocast dtype on GPU: float32 or bfloat16."})
     batch_size: int = field(default=8, metadata={"help": "Samples per step: half image + text, half audio + text."})

@@ -18,11 +18,11 @@ from pathlib import Path
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
-from multimodal_gpt.metrics import compute_metrics_for_task
-from multimodal_gpt.synthetic import make_demo_splits
-from multimodal_gpt.task_data import training_texts
-from multimodal_gpt.tokenizer import train_bpe_tokenizer
+from multimodal_gpt.data.sources import training_texts
+from multimodal_gpt.data.synthetic import make_demo_splits
 from multimodal_gpt.training import DataArguments, ModelArguments, run
+from multimodal_gpt.training.metrics import compute_metrics_for_task
+from multimodal_gpt.training.tokenizer import train_bpe_tokenizer
 
 TASKS = {  # task -> (headline metric, higher is better)
     "captioning": ("bleu4", True),
@@ -34,7 +34,7 @@ TASKS = {  # task -> (headline metric, higher is better)
 @dataclass
 class DemoArguments:
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where the checkpoints and results go."})
-    preset: str = field(default="tiny", metadata={"help": "Model preset (see multimodal_gpt/presets/)."})
+    preset: str = field(default="tiny", metadata={"help": "Model preset (see multimodal_gpt/training/presets/)."})
     pretrain_steps: int = field(default=600, metadata={"help": "Optimizer steps of pretraining."})
     captioning_steps: int = field(default=800, metadata={"help": "Optimizer steps of captioning finetuning."})
     translation_steps: int = field(default=600, metadata={"help": "Optimizer steps of translation finetuning."})

@@ -20,10 +20,12 @@ import transformers
 from transformers import AutoProcessor, HfArgumentParser
 
 from multimodal_gpt import MultimodalGPTForConditionalGeneration
-from multimodal_gpt.collators import COLLATORS
-from multimodal_gpt.metrics import compute_metrics_for_task
-from multimodal_gpt.task_data import load_task_splits
-from multimodal_gpt.training import DataArguments, describe_inputs, generate_predictions, task_for, write_predictions
+from multimodal_gpt.data.collators import COLLATORS
+from multimodal_gpt.data.sources import load_task_splits
+from multimodal_gpt.training import DataArguments, generate_predictions
+from multimodal_gpt.training.metrics import compute_metrics_for_task
+from multimodal_gpt.training.outputs import describe_inputs, write_predictions
+from multimodal_gpt.training.run import task_for
 
 
 @dataclass

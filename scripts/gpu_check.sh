@@ -73,7 +73,7 @@ import torch
 from transformers.integrations.accelerate import compute_module_sizes
 
 from multimodal_gpt import MultimodalGPTForConditionalGeneration
-from multimodal_gpt.presets import build_model_and_processor
+from multimodal_gpt.training.presets import build_model_and_processor
 
 folder = sys.argv[1]
 model, processor = build_model_and_processor("tiny", texts=["a red circle above a blue square"] * 50, vocab_size=300)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, HfArgumentParser
 
-from multimodal_gpt.tokenizer import IMAGE_TOKEN, train_bpe_tokenizer
+from multimodal_gpt.training.tokenizer import IMAGE_TOKEN, train_bpe_tokenizer
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from multimodal_gpt.data import DATA_DIR_ENV, default_data_dir
+from multimodal_gpt.data.corpora import DATA_DIR_ENV, default_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from transformers import (
 from transformers.convert_slow_tokenizer import bytes_to_unicode
 
 from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTForConditionalGeneration, add_multimodal_tokens
-from multimodal_gpt.collators import (
+from multimodal_gpt.data.collators import (
     ASRCollator,
     CaptioningCollator,
     EpochCallback,
@@ -34,9 +34,9 @@ from multimodal_gpt.collators import (
     TaskCollator,
     TranslationCollator,
 )
-from multimodal_gpt.data import keep_multi30k_rows, load_flickr8k, load_fsdd, load_multi30k, load_read_speech
+from multimodal_gpt.data.corpora import keep_multi30k_rows, load_flickr8k, load_fsdd, load_multi30k, load_read_speech
+from multimodal_gpt.data.tasks import get_task
 from multimodal_gpt.processing_multimodal_gpt import MultimodalGPTProcessor
-from multimodal_gpt.tasks import get_task
 from tests.tiny_models import byte_level_gpt2_tokenizer, text_config, tiny_config
 
 IGNORE = -100

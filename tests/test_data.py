@@ -11,7 +11,7 @@ import pytest
 import soundfile
 from PIL import Image
 
-from multimodal_gpt.data import (
+from multimodal_gpt.data.corpora import (
     DATA_DIR_ENV,
     default_data_dir,
     keep_multi30k_rows,
@@ -19,9 +19,9 @@ from multimodal_gpt.data import (
     load_fsdd,
     load_multi30k,
     load_read_speech,
-    load_user_dataset,
     split_fsdd_by_recording,
 )
+from multimodal_gpt.data.sources import load_user_dataset
 
 
 @pytest.fixture(scope="module")

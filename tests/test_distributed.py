@@ -23,10 +23,10 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 from safetensors.torch import load_file
 
-from multimodal_gpt.distributed import check_distributed_engine
-from multimodal_gpt.presets import load_preset
-from multimodal_gpt.task_data import load_task_splits
+from multimodal_gpt.data.sources import load_task_splits
 from multimodal_gpt.training import DataArguments
+from multimodal_gpt.training.distributed import check_distributed_engine
+from multimodal_gpt.training.presets import load_preset
 from scripts import train
 from tests.tiny_models import tiny_model
 

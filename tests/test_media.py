@@ -9,7 +9,8 @@ import pytest
 import soundfile
 from PIL import Image
 
-from multimodal_gpt.media import load_audio, load_image, read_audio, undecoded_media_columns
+from multimodal_gpt.data.sources import undecoded_media_columns
+from multimodal_gpt.media_multimodal_gpt import load_audio, load_image, read_audio
 
 FSDD_CLIP = "0_george_10.wav"  # 5,958 samples at 8 kHz
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from multimodal_gpt.metrics import (
+from multimodal_gpt.training.metrics import (
     bleu4,
     character_error_rate,
     cider,

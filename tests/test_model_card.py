@@ -21,7 +21,8 @@ from PIL import Image
 from transformers import AutoProcessor, TrainingArguments
 
 from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTForConditionalGeneration, add_multimodal_tokens
-from multimodal_gpt.model_card import (
+from multimodal_gpt.training import MultimodalTrainer
+from multimodal_gpt.training.model_card import (
     CARD_MARKER,
     DatasetInfo,
     base_models_of,
@@ -31,7 +32,6 @@ from multimodal_gpt.model_card import (
     render_model_card,
     write_model_card,
 )
-from multimodal_gpt.training import MultimodalTrainer
 from scripts import train
 from tests.test_hub import HUB_FILES, MODEL_HUB_FILES
 from tests.test_scripts import train_args

@@ -11,7 +11,7 @@ from safetensors import safe_open
 from transformers import Trainer, TrainingArguments
 
 from multimodal_gpt import MultimodalGPTForConditionalGeneration
-from multimodal_gpt.lora import (
+from multimodal_gpt.training.lora import (
     apply_lora,
     is_peft_model,
     load_lora,
@@ -199,7 +199,8 @@ def test_train_save_load_merge_and_generate(tmp_path):
 
 
 def test_train_script_with_lora_then_continue_the_adapter(tmp_path, monkeypatch):
-    from multimodal_gpt import synthetic, task_data
+    from multimodal_gpt.data import sources as task_data
+    from multimodal_gpt.data import synthetic
     from scripts import train
 
     # Only the captioning rows these runs read: generating the whole demo set would take most of the test's time.

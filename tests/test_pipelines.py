@@ -14,9 +14,9 @@ from PIL import Image
 from transformers import pipeline
 
 from multimodal_gpt import MultimodalGPTSpeechRecognitionPipeline, MultimodalGPTTranslationPipeline
+from multimodal_gpt.data.tasks import ASR, get_task
+from multimodal_gpt.data.tasks import LANGUAGE_NAMES as TASK_LANGUAGE_NAMES
 from multimodal_gpt.pipeline_multimodal_gpt import ASR_PROMPT, CUSTOM_PIPELINES, LANGUAGE_NAMES, translation_prompt
-from multimodal_gpt.tasks import ASR, get_task
-from multimodal_gpt.tasks import LANGUAGE_NAMES as TASK_LANGUAGE_NAMES
 from tests.tiny_models import tiny_processor_and_model
 
 MAX_NEW_TOKENS = 6

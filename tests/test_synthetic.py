@@ -5,7 +5,7 @@ import collections
 import numpy as np
 import pytest
 
-from multimodal_gpt.synthetic import (
+from multimodal_gpt.data.synthetic import (
     CAPTION_COLORS,
     DIGIT_PHONES,
     TOY_LANG,

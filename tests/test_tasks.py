@@ -2,7 +2,7 @@
 
 import pytest
 
-from multimodal_gpt.tasks import (
+from multimodal_gpt.data.tasks import (
     ASR,
     CAPTIONING,
     MMT,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer, GPT2Tokenizer, GPT2TokenizerFast, PreTrainedTokenizerFast
 
-from multimodal_gpt.tokenizer import (
+from multimodal_gpt.training.tokenizer import (
     AUDIO_TOKEN,
     ENDOFTEXT_TOKEN,
     IMAGE_TOKEN,

@@ -4,7 +4,7 @@ The real data sets (FSDD, read speech, Multi30k, Flickr8k) live beside the repos
 `../shared/data/README.md`. [`default_data_dir`] is the one place that locates them; every loader takes a `root`
 argument that overrides it.
 
-Media columns hold absolute file paths (`str`), not decoded arrays: decoding is left to `multimodal_gpt.media`
+Media columns hold absolute file paths (`str`), not decoded arrays: decoding is left to `multimodal_gpt.media_multimodal_gpt`
 ([`~media.load_audio`], [`~media.load_image`]), which needs neither FFmpeg nor torchcodec, and is done in the
 collator or in a `datasets.map` step, at the sampling rate the model wants.
 """
@@ -14,13 +14,11 @@ import gzip
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value
-
-from .media import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 
 DATA_DIR_ENV = "MMGPT_DATA_DIR"
 
@@ -54,9 +52,6 @@ FLICKR8K_FEATURES = Features(
         "m30_index": Value("int64"),
     }
 )
-METADATA_FILE_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
-# `datasets` packaged builders (local, no Hub access) by file name extension.
-TABLE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
 _FSDD_FILE_NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[^_]+)_(?P<recording>\d+)\.wav")
 _MULTI30K_TEXT_NAME = re.compile(r"(?P<split>[^.]+)\.(?P<lang>[a-z]{2,3})\.gz")
@@ -73,7 +68,7 @@ def default_data_dir() -> Path:
     In order:
     1. the environment variable `MMGPT_DATA_DIR`, when set (returned even if it does not exist, so that the
        loaders' errors name it);
-    2. `../shared/data` beside the repository root (`multimodal_gpt/../../shared/data`), where development
+    2. `../shared/data` beside the repository root (`multimodal_gpt/data/../../../shared/data`), where development
        machines and CI keep it;
     3. `../shared/data` relative to the working directory, when that exists and 2. does not (an installed
        package run from the repository);
@@ -85,7 +80,7 @@ def default_data_dir() -> Path:
     from_env = os.environ.get(DATA_DIR_ENV)
     if from_env:
         return Path(from_env).expanduser().resolve()
-    beside_repository = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+    beside_repository = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
     beside_cwd = (Path.cwd() / ".." / "shared" / "data").resolve()
     if not beside_repository.is_dir() and beside_cwd.is_dir():
         return beside_cwd
@@ -361,150 +356,3 @@ def keep_multi30k_rows(dataset: Dataset, m30_splits: str | Iterable[str] | None 
         where = "" if wanted is None else f" in the Multi30k splits {sorted(wanted)}"
         raise ValueError(f"No row has a Multi30k entry{where}: check m30_splits and the data set's m30_split column.")
     return dataset.select(keep)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Users' own data
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _media_column_name(column: str, paths: Sequence[str | None], where: Path) -> str:
-    """The column that a `file_name` column becomes: `audio` or `image` by the files' extensions."""
-    suffixes = {Path(path).suffix.lower() for path in paths if path}
-    for name, extensions in (("audio", AUDIO_EXTENSIONS), ("image", IMAGE_EXTENSIONS)):
-        if suffixes and suffixes <= extensions:
-            return name
-    raise ValueError(
-        f"{where}: cannot tell whether the {column!r} column names audio or image files (extensions "
-        f"{sorted(suffixes)}): name the column 'audio_file_name' or 'image_file_name' instead."
-    )
-
-
-def _path_columns(dataset: Dataset, media_columns: Sequence[str], where: Path) -> dict[str, str]:
-    """Maps each column that holds relative media paths to the name it gets, the way `imagefolder` names them."""
-    renames = {}
-    for column, feature in dataset.features.items():
-        is_text = feature in (Value("string"), Value("large_string"))
-        if column == "file_name" and is_text:
-            renames[column] = _media_column_name(column, dataset[column], where)
-        elif column.endswith("_file_name") and is_text:
-            renames[column] = column.removesuffix("_file_name")
-        elif column in media_columns and is_text:
-            renames[column] = column
-    return renames
-
-
-def _resolve_media_paths(dataset: Dataset, base_dir: Path, media_columns: Sequence[str], where: Path) -> Dataset:
-    """Renames `file_name` columns and turns their relative paths into absolute ones; checks the files exist."""
-    renames = _path_columns(dataset, media_columns, where)
-    taken = set(dataset.column_names) - set(renames)
-    clashes = [name for old, name in renames.items() if name != old and name in taken]
-    if clashes:
-        raise ValueError(f"{where}: the file_name columns would overwrite the columns {clashes}: rename them.")
-    columns = {}
-    for old, new in renames.items():
-        paths = [None if path is None else str((base_dir / path).resolve()) for path in dataset[old]]
-        missing = [path for path in paths if path is not None and not os.path.isfile(path)]
-        if missing:
-            raise FileNotFoundError(f"{where}: {len(missing)} files of column {old!r} not found, e.g. {missing[:3]}.")
-        columns[new] = paths
-    order = [renames.get(column, column) for column in dataset.column_names]
-    dataset = dataset.remove_columns(list(renames))
-    for name, paths in columns.items():
-        dataset = dataset.add_column(name, paths)
-    return dataset.select_columns(order)
-
-
-def _load_table_file(file: Path, media_columns: Sequence[str], cache_dir: str | os.PathLike | None) -> Dataset:
-    """Loads one JSON lines / CSV / Parquet file with `datasets`' local builders and resolves its media paths."""
-    builder = TABLE_BUILDERS.get(file.suffix.lower())
-    if builder is None:
-        raise ValueError(f"Cannot load {file}: supported files are {sorted(TABLE_BUILDERS)} or a media folder.")
-    if not file.is_file():
-        raise FileNotFoundError(f"Data file not found: {file}")
-    file = file.resolve()
-    try:
-        dataset = datasets.load_dataset(builder, data_files=str(file), split="train", cache_dir=cache_dir)
-    except (ValueError, StopIteration) as error:  # what the builders raise for an empty file
-        raise ValueError(f"Could not read any rows from {file} ({error!r}): is it empty or malformed?") from error
-    if len(dataset) == 0:
-        raise ValueError(f"{file} holds no rows: is it empty?")
-    return _resolve_media_paths(dataset, file.parent, media_columns, file)
-
-
-def _find_metadata(folder: Path) -> Path | None:
-    """The one `metadata.{jsonl,csv,parquet}` file of `folder`, or `None`."""
-    found = [folder / name for name in METADATA_FILE_NAMES if (folder / name).is_file()]
-    if len(found) > 1:
-        raise ValueError(f"{folder} has several metadata files {[path.name for path in found]}: keep one.")
-    return found[0] if found else None
-
-
-def _media_folder_metadata(folder: Path, split: str | None) -> Path:
-    """The metadata file of a split of an `imagefolder` / `audiofolder`-style folder."""
-    metadata = _find_metadata(folder)
-    if metadata is not None:
-        _check_split("train" if split is None else split, ["train"], f"{folder} (metadata in the folder itself)")
-        return metadata
-    splits = {sub.name: _find_metadata(sub) for sub in sorted(folder.iterdir()) if sub.is_dir()}
-    splits = {name: path for name, path in splits.items() if path is not None}
-    if not splits:
-        raise FileNotFoundError(
-            f"No {' / '.join(METADATA_FILE_NAMES)} in {folder} or its sub-folders: add one with a 'file_name' column "
-            "giving each file's path relative to it (the Hugging Face imagefolder / audiofolder layout)."
-        )
-    return splits[_check_split("train" if split is None else split, splits, str(folder))]
-
-
-def load_user_dataset(
-    path_or_files: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    split: str | None = None,
-    media_columns: Sequence[str] = ("audio", "image"),
-    cache_dir: str | os.PathLike | None = None,
-) -> Dataset:
-    """Loads users' own data in the standard Hugging Face forms, with media columns as absolute path strings.
-
-    Accepted forms:
-    - an `imagefolder` / `audiofolder` directory: a `metadata.jsonl` (or `.csv`, `.parquet`) whose `file_name`
-      column names each file relative to the metadata file, either in the folder itself or in one sub-folder per
-      split (`train/metadata.jsonl`, `validation/metadata.jsonl`...);
-    - JSON lines, CSV or Parquet files (one path or a list, concatenated), read with `datasets`' local builders
-      (no Hub access; works with `HF_HUB_OFFLINE=1`).
-
-    Media paths are resolved relative to the file that lists them. As in `imagefolder`, a `file_name` column
-    becomes `audio` or `image` (by the files' extensions) and an `<name>_file_name` column becomes `<name>`; string
-    columns named in `media_columns` are resolved too. Decoding is left to `multimodal_gpt.media`.
-
-    Args:
-        path_or_files (`str`, `os.PathLike` or a sequence of them): a media folder, or data file(s).
-        split (`str`, *optional*):
-            The split sub-folder of a media folder (default `train`; a folder with its own metadata file is the
-            `train` split). Not used with files: pass the files of the split you want.
-        media_columns (`Sequence[str]`, *optional*, defaults to `("audio", "image")`):
-            Columns that hold media file paths to resolve.
-        cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache folder for the Arrow files.
-
-    Returns:
-        `Dataset`: the user's columns, with media columns as absolute paths.
-
-    Raises:
-        `FileNotFoundError`: a path, metadata file or listed media file is missing.
-        `ValueError`: an unknown split or file type, or no rows.
-    """
-    if isinstance(path_or_files, (str, os.PathLike)):
-        path = Path(path_or_files).expanduser()
-        if path.is_dir():
-            metadata = _media_folder_metadata(path, split)
-            return _load_table_file(metadata, media_columns, cache_dir)
-        files = [path]
-    else:
-        files = [Path(file).expanduser() for file in path_or_files]
-    if split is not None:
-        raise ValueError(
-            f"split={split!r} selects a sub-folder of a media folder; with files, pass that split's files."
-        )
-    if not files:
-        raise ValueError("No data files given: pass a media folder, or JSON lines / CSV / Parquet files.")
-    parts = [_load_table_file(file, media_columns, cache_dir) for file in files]
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)

@@ -1,7 +1,7 @@
 """Collators that turn raw dataset rows into model batches, one per task, for `Trainer(data_collator=...)`.
 
 Each collator reads rows with the columns of its [`~tasks.Task`] (media undecoded: paths, bytes, dicts, PIL
-images), decodes the media with `multimodal_gpt.media` at the feature extractor's sampling rate, runs the processor
+images), decodes the media with `multimodal_gpt.media_multimodal_gpt` at the feature extractor's sampling rate, runs the processor
 (which expands every placeholder to the model's token count and builds the media tensors) and lays the batch out:
 
 - training (`for_generation=False`): `[bos] + prompt + target + [eos]`, right-padded; `labels` is -100 on the bos,
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from transformers import BatchFeature, TrainerCallback
 
-from .configuration_multimodal_gpt import count_audio_tokens
-from .media import load_audio, load_image
-from .processing_multimodal_gpt import MultimodalGPTProcessor
+from ..configuration_multimodal_gpt import count_audio_tokens
+from ..media_multimodal_gpt import load_audio, load_image
+from ..processing_multimodal_gpt import MultimodalGPTProcessor
 from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, Task
 
 logger = logging.getLogger(__name__)

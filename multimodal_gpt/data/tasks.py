@@ -33,12 +33,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
+from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
 
 # The translation instruction and language names live in the pipelines' Hub file, which checkpoints ship: pipelines
 # loaded as remote code then prompt exactly as training did.
-from .pipeline_multimodal_gpt import LANGUAGE_NAMES
-from .pipeline_multimodal_gpt import TRANSLATION_PROMPT as TRANSLATION_INSTRUCTION
+from ..pipeline_multimodal_gpt import LANGUAGE_NAMES
+from ..pipeline_multimodal_gpt import TRANSLATION_PROMPT as TRANSLATION_INSTRUCTION
 
 # Every target starts with this, and no prompt ends in whitespace (see the module docstring).
 TARGET_PREFIX = " "

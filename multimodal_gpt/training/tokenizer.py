@@ -13,7 +13,7 @@ from typing import Any
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoTokenizer, GPT2Tokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-from .configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, PAD_TOKEN, add_multimodal_tokens
+from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, PAD_TOKEN, add_multimodal_tokens
 
 # GPT-2's only special token: bos, eos and unk at once.
 ENDOFTEXT_TOKEN = "<|endoftext|>"

@@ -1,6 +1,6 @@
 """The demo's synthetic voice: digit words ("zero" ... "nine") spoken as audio, with no recordings.
 
-[`speak_digits`] makes the audio of one `asr` example of [`multimodal_gpt.synthetic`]. Each digit of
+[`speak_digits`] makes the audio of one `asr` example of [`multimodal_gpt.data.synthetic`]. Each digit of
 [`DIGIT_PHONES`] is an onset consonant, two vowels and a coda consonant:
 
 - **vowels** are harmonics of the voice's pitch weighted by the first three formant resonances, one pitch period

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from .modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
-from .towers_multimodal_gpt import UNUSED_TOWER_PARTS
+from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
+from ..towers_multimodal_gpt import UNUSED_TOWER_PARTS
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel

@@ -25,7 +25,7 @@ plain `{"array": float32 samples, "sampling_rate": int}` struct, formatted as nu
 array (no torchcodec or FFmpeg involved); in the pretraining mix, `image` and `audio` are `None` where absent.
 
 ```py
->>> from multimodal_gpt.synthetic import make_captioning_dataset, make_demo_splits
+>>> from multimodal_gpt.data.synthetic import make_captioning_dataset, make_demo_splits
 >>> make_captioning_dataset(2, seed=0)[1]["captions"]
 ['a red triangle at the top', 'there is a red triangle at the top']
 >>> splits = make_demo_splits(seed=0)  # DEMO_SIZES; disjoint train / validation / test splits per task
@@ -564,7 +564,7 @@ def describe() -> str:
     """Explains the demo tasks and why a model that ignores its input scores poorly on each.
 
     The chance figures are computed from the generators' tables; the constant-output scores were measured on the
-    test splits of `make_demo_splits(seed=0)` with `multimodal_gpt.metrics`, the constant being the training output
+    test splits of `make_demo_splits(seed=0)` with `multimodal_gpt.training.metrics`, the constant being the training output
     that scores best on the validation split.
 
     Returns:

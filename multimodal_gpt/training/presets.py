@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .configuration_multimodal_gpt import MultimodalGPTConfig, add_multimodal_tokens
-from .modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
-from .processing_multimodal_gpt import MultimodalGPTProcessor
+from ..configuration_multimodal_gpt import MultimodalGPTConfig, add_multimodal_tokens
+from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
+from ..processing_multimodal_gpt import MultimodalGPTProcessor
 from .tokenizer import load_or_train_tokenizer
 
 PRESET_DIR = Path(__file__).parent / "presets"

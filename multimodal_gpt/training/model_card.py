@@ -25,9 +25,9 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-from .configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig
+from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig
+from ..data.tasks import get_task, language_name
 from .metrics import TASK_METRICS
-from .tasks import get_task, language_name
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +331,7 @@ def read_template() -> str:
         return resources.files("multimodal_gpt.model_cards").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         pass
-    checkout = Path(__file__).resolve().parent.parent / "model_cards" / TEMPLATE_NAME
+    checkout = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
     if checkout.is_file():
         return checkout.read_text(encoding="utf-8")
     raise FileNotFoundError(

@@ -21,14 +21,12 @@ array([...], dtype=float32)
 Every decoding failure is a `ValueError` that names the file, so a bad clip in a large data set can be found.
 """
 
-import dataclasses
 import io
 import os
 import struct
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-import datasets
 import numpy as np
 import soundfile
 import soxr
@@ -321,48 +319,3 @@ def load_image(source: ImageSource) -> Image.Image:
             f"Cannot read an image from a {type(source).__name__}: pass a path, bytes, an array or a dict."
         )
     return _to_rgb(image)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# `datasets` features
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _undecoded_feature(feature: Any) -> Any:
-    """The same feature with every (nested) `Audio` / `Image` set to `decode=False`."""
-    if isinstance(feature, (datasets.Audio, datasets.Image)):
-        return dataclasses.replace(feature, decode=False)
-    if isinstance(feature, (datasets.List, datasets.LargeList)):
-        return dataclasses.replace(feature, feature=_undecoded_feature(feature.feature))
-    if isinstance(feature, dict):
-        return {key: _undecoded_feature(value) for key, value in feature.items()}
-    if isinstance(feature, (list, tuple)) and len(feature) == 1:
-        return [_undecoded_feature(feature[0])]
-    return feature
-
-
-def undecoded_media_columns(
-    dataset: datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict,
-) -> datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict:
-    """Casts every `Audio` and `Image` column (nested ones too) to `decode=False`, so that our decoders take over.
-
-    Rows then hold `{"path": ..., "bytes": ...}` dicts for [`load_audio`] / [`load_image`], and reading a row no
-    longer needs torchcodec or FFmpeg. The cast only changes the feature, not the stored data, so it is instant.
-    An `Audio(sampling_rate=...)` target rate is not applied by the cast: pass it to [`load_audio`].
-
-    Args:
-        dataset (`Dataset`, `DatasetDict`, `IterableDataset` or `IterableDatasetDict`): the data set to cast.
-
-    Returns:
-        The same kind of object with undecoded media columns. Other columns, and iterable data sets whose features
-        are unknown, are returned unchanged.
-    """
-    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        return type(dataset)({split: undecoded_media_columns(part) for split, part in dataset.items()})
-    if dataset.features is None:
-        return dataset
-    for column, feature in dataset.features.items():
-        undecoded = _undecoded_feature(feature)
-        if undecoded != feature:
-            dataset = dataset.cast_column(column, undecoded)
-    return dataset
