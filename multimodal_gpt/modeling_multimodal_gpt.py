@@ -7,39 +7,51 @@ transformers, huggingface_hub, the standard library and its sibling Hub files (s
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers import initialization as init
-from transformers.cache_utils import Cache
+from transformers.cache_utils import Cache, DynamicCache
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
 from transformers.models.gpt2.modeling_gpt2 import GPT2Model
+from transformers.utils import is_torchdynamo_compiling
+from transformers.utils.generic import can_return_tuple
 
+from .cache_multimodal_gpt import MultimodalGPTCache
 from .checks_multimodal_gpt import (
     check_audio_inputs,
+    check_media_count,
     check_pixel_values,
     check_placeholders_have_media,
     check_sequence_length,
+    check_text_inputs,
 )
 from .configuration_multimodal_gpt import (
     MultimodalGPTConfig,
     _pair,
     add_multimodal_tokens,
+    load_text_tokenizer,
 )
 from .fusion_multimodal_gpt import (
     AudioFrameReducer,
+    CrossAttentionKeyValues,
     GatedCrossAttentionLayer,
     MultimodalGPT2Block,
     MultimodalProjector,
     PerceiverResampler,
+    media_per_sample,
+    splice_media_tokens,
 )
 from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
+from .outputs_multimodal_gpt import (
+    MultimodalGPTCausalLMOutputWithPast,
+    MultimodalGPTMediaOutput,
+    MultimodalGPTModelOutputWithPast,
+)
 from .pipeline_multimodal_gpt import CUSTOM_PIPELINES
 from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
 
@@ -54,38 +66,7 @@ AUTO_MAP = {
     "AutoModelForMultimodalLM": _GENERATION_CLASS,
     "AutoModelForSpeechSeq2Seq": _GENERATION_CLASS,
 }
-
-
-@dataclass
-class MultimodalGPTModelOutputWithPast(BaseModelOutputWithPast):
-    r"""
-    media_embeds (`torch.FloatTensor` of shape `(batch_size, num_media_tokens, hidden_size)`, *optional*):
-        The media that the gated cross-attention fusion attends to, encoded at prefill; `generate()` feeds them back
-        at every decoding step so that the towers run once.
-    media_mask (`torch.BoolTensor` of shape `(batch_size, num_media_tokens)`, *optional*):
-        Which entries of `media_embeds` are real (per-sample media counts differ).
-    """
-
-    media_embeds: torch.FloatTensor | None = None
-    media_mask: torch.BoolTensor | None = None
-
-
-@dataclass
-class MultimodalGPTCausalLMOutputWithPast(ModelOutput):
-    r"""
-    loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `labels` is given):
-        Next-token prediction loss, averaged over the labelled tokens (or divided by `num_items_in_batch`).
-    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`, *optional*):
-        LM-head scores. `None` in training mode with `labels` when `config.labelled_logits_only` is set.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    media_embeds: torch.FloatTensor | None = None
-    media_mask: torch.BoolTensor | None = None
+MODALITY_TOKENS = {"vision": "image", "audio": "audio"}
 
 
 class MultimodalGPTPreTrainedModel(PreTrainedModel):
@@ -109,6 +90,9 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    # A decoding step with a static cache compiles as one graph (`torch.compile(fullgraph=True)`), every fusion:
+    # tests/test_modeling_multimodal_gpt.py checks it, and that torch.export traces text + image and text + audio.
+    _can_compile_fullgraph = True
     accepts_loss_kwargs = True
     # Writes README.md (the model card) into every saved folder: `model_card_writer(model, folder, repo_id=None)`.
     # The installed package sets it (`multimodal_gpt/__init__.py`); remote-code users, without the package and its
@@ -187,14 +171,16 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         super().__init__(config)
         text_config = config.text_config
         self.language_model = GPT2Model(text_config)
-        if config.cross_attention_layers:
+        cross_attention_layers = config.cross_attention_layers
+        if cross_attention_layers:
             self.language_model.h = nn.ModuleList(
                 MultimodalGPT2Block(
                     text_config,
                     layer_idx=index,
-                    cross_attention_heads=config.cross_attention_heads
-                    if index in config.cross_attention_layers
+                    cross_attention_index=cross_attention_layers.index(index)
+                    if index in cross_attention_layers
                     else None,
+                    cross_attention_heads=config.cross_attention_heads,
                 )
                 for index in range(text_config.n_layer)
             )
@@ -207,6 +193,15 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         )
         self.vision_fusion = self._build_fusion("vision") if config.vision_config is not None else None
         self.audio_fusion = self._build_fusion("audio") if config.audio_config is not None else None
+        self.cross_attention_key_values = (
+            CrossAttentionKeyValues(
+                dim=text_config.hidden_size,
+                num_layers=len(cross_attention_layers),
+                num_heads=config.cross_attention_heads,
+            )
+            if cross_attention_layers
+            else None
+        )
         self.post_init()
 
     def _build_fusion(self, modality: str) -> nn.Module:
@@ -238,20 +233,35 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
 
     # ----- media encoding ---------------------------------------------------------------------------------------
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Encode images: (num_images, channels, height, width) -> (num_images, num_image_tokens, hidden_size)."""
+    @can_return_tuple
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> MultimodalGPTMediaOutput:
+        """Encode images (num_images, channels, height, width): the vision tower's outputs, with the fusion's image
+        tokens (num_images, num_image_tokens, hidden_size) as `pooler_output` (the Transformers 5.x contract).
+        `output_hidden_states` / `output_attentions` go to the tower."""
         check_pixel_values(pixel_values, self.vision_tower, self.config.vision_config)
         layer = self.config.vision_feature_layer
+        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layer != -1
         with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.vision_tower)):
-            outputs = self.vision_tower(pixel_values=pixel_values, output_hidden_states=layer != -1)
+            pixel_values = pixel_values.to(self.vision_tower.dtype)
+            outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **kwargs)
         features = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
         patch_size = _pair(self.config.vision_config.patch_size)
         num_patches = (pixel_values.shape[-2] // patch_size[0]) * (pixel_values.shape[-1] // patch_size[1])
         features = features[:, -num_patches:]  # patch tokens only: class and register tokens come first
         if self.config.fusion["vision"] == "resampler":  # the config, not isinstance: PEFT may wrap the fusion
-            return self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
-        return self.vision_fusion(features)
+            tokens = self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
+        else:
+            tokens = self.vision_fusion(features)
+        token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return MultimodalGPTMediaOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=tokens,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            pooler_output_mask=token_mask,
+        )
 
+    @can_return_tuple
     def get_audio_features(
         self,
         input_features: torch.Tensor | None = None,
@@ -259,65 +269,129 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         input_values: torch.Tensor | None = None,
         input_values_mask: torch.Tensor | None = None,
         **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> MultimodalGPTMediaOutput:
         """Encode audio clips, either log-mel `input_features` (num_clips, num_mel_bins, frames) for Whisper-style
         towers or waveforms `input_values` (num_clips, samples) for wav2vec2-style towers, each with its mask of
-        valid positions. Returns tokens (num_clips, max_tokens, hidden_size) and their validity mask."""
+        valid positions. Returns the tower's outputs with the fusion's audio tokens (num_clips, max_tokens,
+        hidden_size) as `pooler_output` and their validity as `pooler_output_mask`."""
         audio_inputs = (input_features, input_features_mask, input_values, input_values_mask)
         audio, audio_mask = check_audio_inputs(self.audio_tower, self.config.audio_config, *audio_inputs)
         layer = self.config.audio_feature_layer
-        tower_kwargs = {self.audio_tower.main_input_name: audio, "output_hidden_states": layer != -1}
+        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layer != -1
+        tower_kwargs = {self.audio_tower.main_input_name: audio.to(self.audio_tower.dtype), **kwargs}
         if input_values is not None and getattr(self.config.audio_config, "feat_extract_norm", "layer") == "layer":
             tower_kwargs["attention_mask"] = audio_mask  # wav2vec2 checkpoints with group norm take no mask
         with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.audio_tower)):
-            outputs = self.audio_tower(**tower_kwargs)
+            outputs = self.audio_tower(**tower_kwargs, return_dict=True)
         frames = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        lengths = [self.config.audio_encoder_output_length(int(length)) for length in audio_mask.sum(-1).tolist()]
-        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < torch.tensor(
-            lengths, device=frames.device
-        ).unsqueeze(-1)
+        lengths = self.config.audio_encoder_output_length(audio_mask.sum(-1))  # a tensor: no host sync, traceable
+        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None]
         frames, frame_mask = self.audio_frame_reducer(frames, frame_mask)
         if self.config.fusion["audio"] == "resampler":
             tokens = self.audio_fusion(frames, frame_mask)
-            return tokens, frame_mask.new_ones(tokens.shape[:2])
-        return self.audio_fusion(frames), frame_mask
+            frame_mask = frame_mask.new_ones(tokens.shape[:2])
+        else:
+            tokens = self.audio_fusion(frames)
+        return MultimodalGPTMediaOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=tokens,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            pooler_output_mask=frame_mask,
+        )
+
+    # ----- placeholders -----------------------------------------------------------------------------------------
+
+    def get_placeholder_masks(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Where the `<image>` / `<audio>` placeholders are, {"image" / "audio": (batch_size, sequence_length) bool},
+        for the modalities this model has: from `input_ids`, or, without them, from `inputs_embeds` (the
+        placeholder's embedding), as LLaVA does, so that `inputs_embeds` work with media too."""
+        masks = {}
+        for modality, name in MODALITY_TOKENS.items():
+            token_id = getattr(self.config, f"{name}_token_id")
+            if self.config.modality_config(modality) is None or token_id is None:
+                continue
+            if input_ids is not None:
+                masks[name] = input_ids == token_id
+            else:
+                token = torch.full((), token_id, dtype=torch.long, device=inputs_embeds.device)
+                masks[name] = (inputs_embeds == self.get_input_embeddings()(token)).all(-1)
+        return masks
+
+    def _media_to_encode(
+        self, placeholder_masks: dict[str, torch.Tensor], media: dict[str, dict[str, torch.Tensor]], continuing: bool
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """The media of this call that still have to reach GPT-2. When a generation continues from a cache, the
+        media given again (as Transformers' `generate` does, and assistants) were consumed at prefill: their
+        placeholders are in the cache, not among the new tokens. New media at a continuation are spliced in; with
+        cross-attention they cannot come later, since the cached text attended to its sample's media only."""
+        if not continuing:
+            return media
+        kept = {}
+        for name, inputs in media.items():
+            if not bool(placeholder_masks[name].any()):
+                continue
+            modality = "vision" if name == "image" else "audio"
+            if self.config.fusion[modality] == "cross_attention":
+                raise ValueError(
+                    f"New <{name}> markers after the prefill: with cross-attention fusion every text token attends to "
+                    "all the media of its sample, so all media must be given with the first call (the prompt)."
+                )
+            kept[name] = inputs
+        return kept
 
     # ----- fusion -----------------------------------------------------------------------------------------------
 
-    def _splice(
-        self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, token_id: int, tokens: torch.Tensor, name: str
-    ) -> torch.Tensor:
-        """Write media `tokens` (num_tokens, hidden) over the placeholder positions of `inputs_embeds` (LLaVA)."""
-        placeholder_mask = input_ids == token_id
-        num_placeholders = int(placeholder_mask.sum())
-        if num_placeholders != tokens.shape[0]:
-            raise ValueError(
-                f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {num_placeholders}, "
-                f"features: {tokens.shape[0]}. Build the inputs with MultimodalGPTProcessor, which expands each "
-                f"<{name}> to the right count."
-            )
-        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), tokens.to(inputs_embeds.dtype))
+    def _fuse_media(
+        self,
+        inputs_embeds: torch.Tensor,
+        placeholder_masks: dict[str, torch.Tensor],
+        media: dict[str, dict[str, torch.Tensor]],
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], dict[str, MultimodalGPTMediaOutput]]:
+        """Encode the media of this call; splice the tokens of spliced fusions into `inputs_embeds`, and return the
+        cross-attention media grouped by sample [(media (B, M, D), mask (B, M))] and the encoders' outputs."""
+        encoded = {}
+        cross_media = []
+        for name, inputs in media.items():
+            modality = "vision" if name == "image" else "audio"
+            features = self.get_image_features(**inputs) if name == "image" else self.get_audio_features(**inputs)
+            encoded[name] = features
+            tokens, token_mask = features.pooler_output, features.pooler_output_mask
+            placeholders = placeholder_masks[name]
+            if self.config.fusion[modality] == "cross_attention":
+                check_media_count(name, placeholders.sum(), tokens.shape[0], cross_attention=True)
+                cross_media.append(media_per_sample(placeholders, tokens, token_mask))
+            else:
+                check_media_count(name, placeholders.sum(), token_mask.sum(), cross_attention=False)
+                inputs_embeds = splice_media_tokens(inputs_embeds, placeholders, tokens, token_mask)
+        return inputs_embeds, cross_media, encoded
 
-    def _media_per_sample(
-        self, input_ids: torch.Tensor, media: list[tuple[int, torch.Tensor, torch.Tensor, str]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Group cross-attention media by sample: each medium belongs to the row of its marker token.
-        media: (token_id, tokens (N, L, D), mask (N, L), name) -> (B, M, D) and mask (B, M)."""
-        per_sample: list[list[torch.Tensor]] = [[] for _ in range(input_ids.shape[0])]
-        for token_id, tokens, mask, name in media:
-            rows = (input_ids == token_id).nonzero()[:, 0].tolist()
-            if len(rows) != tokens.shape[0]:
-                raise ValueError(
-                    f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {len(rows)}, "
-                    f"features: {tokens.shape[0]} (with cross-attention fusion each <{name}> stays one marker token)."
-                )
-            for row, medium, medium_mask in zip(rows, tokens, mask):
-                per_sample[row].append(medium[medium_mask])
-        samples = [torch.cat(items) if items else tokens.new_zeros(0, tokens.shape[-1]) for items in per_sample]
-        lengths = torch.tensor([len(sample) for sample in samples], device=input_ids.device)
-        media_embeds = nn.utils.rnn.pad_sequence(samples, batch_first=True)
-        media_mask = torch.arange(media_embeds.shape[1], device=input_ids.device)[None, :] < lengths[:, None]
-        return media_embeds, media_mask
+    def _cross_attention_media(
+        self,
+        cross_media: list[tuple[torch.Tensor, torch.Tensor]],
+        cache: Cache | None,
+        inputs_embeds: torch.Tensor,
+        sharded: bool,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The media keys and values of the gated cross-attention layers (B, layers, 2, heads, M, head_dim) and
+        their mask (B, M): projected once from this call's media and kept in the cache, or read from the cache."""
+        if cross_media:
+            media_embeds = torch.cat([embeds for embeds, _ in cross_media], dim=1)
+            media_mask = torch.cat([mask for _, mask in cross_media], dim=1)
+        elif isinstance(cache, MultimodalGPTCache) and cache.has_media:
+            return cache.media_key_values, cache.media_mask
+        elif sharded:
+            # every rank runs the same modules: with no valid media they leave the text as it is
+            media_embeds = inputs_embeds.new_zeros(inputs_embeds.shape[0], 1, inputs_embeds.shape[-1])
+            media_mask = torch.zeros(media_embeds.shape[:2], dtype=torch.bool, device=media_embeds.device)
+        else:
+            return None, None
+        media_key_values = self.cross_attention_key_values(media_embeds)
+        if isinstance(cache, MultimodalGPTCache) and cross_media:
+            cache.set_media(media_key_values, media_mask)
+        return media_key_values, media_mask
 
     def _absent_modality_anchor(self, present: set[str]) -> torch.Tensor | float:
         """0 times the trainable parameters of modalities absent from this batch: keeps every parameter in the
@@ -334,6 +408,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             m for m, f in self.config.fusion.items() if f == "cross_attention"
         }:
             modules += [block.gated_cross_attention for block in self.language_model.h if block.gated_cross_attention]
+            modules.append(self.cross_attention_key_values)
         parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
         return sum(p.sum() for p in parameters) * 0.0 if parameters else 0.0
 
@@ -354,7 +429,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         ranks without images only, would not match the other ranks'."""
         vision_config = self.config.vision_config
         shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
-        return self.get_image_features(like.new_zeros(shape))
+        return self.get_image_features(like.new_zeros(shape)).pooler_output
 
     def _encode_blank_audio(self, like: torch.Tensor) -> torch.Tensor:
         """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
@@ -363,11 +438,10 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         if self.audio_tower.main_input_name == "input_features":
             audio_config = self.config.audio_config
             shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
-            tokens, _ = self.get_audio_features(input_features=like.new_zeros(shape))
-        else:
-            tokens, _ = self.get_audio_features(input_values=like.new_zeros(1, 16000))
-        return tokens
+            return self.get_audio_features(input_features=like.new_zeros(shape)).pooler_output
+        return self.get_audio_features(input_values=like.new_zeros(1, 16000)).pooler_output
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -380,82 +454,84 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         input_features_mask: torch.Tensor | None = None,
         input_values: torch.FloatTensor | None = None,
         input_values_mask: torch.Tensor | None = None,
-        media_embeds: torch.FloatTensor | None = None,
-        media_mask: torch.BoolTensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Any,
     ) -> MultimodalGPTModelOutputWithPast:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
-            Token ids, with `<image>` / `<audio>` placeholders expanded by the processor.
+            Token ids, with `<image>` / `<audio>` placeholders expanded by the processor. Or `inputs_embeds`
+            (batch_size, sequence_length, hidden_size): the placeholders are then found by their embedding.
         pixel_values (`torch.FloatTensor` of shape `(num_images, channels, height, width)`, *optional*):
             All images of the batch, in the order of their placeholders (row by row).
         input_features (`torch.FloatTensor` of shape `(num_clips, num_mel_bins, frames)`, *optional*):
             Log-mel features for Whisper-style audio towers, with `input_features_mask` `(num_clips, frames)`.
         input_values (`torch.FloatTensor` of shape `(num_clips, samples)`, *optional*):
             Waveforms for wav2vec2-style audio towers, with `input_values_mask` `(num_clips, samples)`.
-        media_embeds, media_mask (*optional*):
-            Cross-attention media encoded by an earlier call (`generate()` passes them at each decoding step).
+        cache (`Cache`, *optional*):
+            The cache of earlier calls. With cross-attention fusion it becomes a `MultimodalGPTCache`, which also
+            holds the media keys and values: later calls need no media. Media given again when continuing from a
+            cache (as `generate` does) are recognised as already consumed and not encoded twice.
+
+        Floating-point media of another dtype are cast to the tower's; `return_dict=False` gives a tuple.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Give exactly one of input_ids and inputs_embeds.")
-        has_vision = pixel_values is not None
-        has_audio = input_features is not None or input_values is not None
-        if (has_vision or has_audio) and input_ids is None:
-            raise ValueError("Media inputs need input_ids, whose placeholders say where each medium goes.")
-        sequence = input_ids if input_ids is not None else inputs_embeds[..., 0]
-        check_sequence_length(sequence.shape[1], cache, self.config.text_config.n_positions)
+        compiling = is_torchdynamo_compiling()
+        past_length = cache.get_seq_length() if cache is not None and not compiling else 0
+        check_text_inputs(input_ids, inputs_embeds, attention_mask, past_length)
+        sequence_length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if not compiling:
+            check_sequence_length(sequence_length, cache, self.config.text_config.n_positions)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        if input_ids is not None and (cache is None or cache.get_seq_length() == 0):
-            check_placeholders_have_media(input_ids, self.config, has_vision, has_audio, media_embeds)
+        use_cache = use_cache if use_cache is not None else self.config.text_config.use_cache
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config.text_config)
+        if self.config.cross_attention_layers and cache is not None and not isinstance(cache, MultimodalGPTCache):
+            cache = MultimodalGPTCache(cache)  # the media keys and values will live in the cache too
+
+        placeholder_masks = self.get_placeholder_masks(input_ids, inputs_embeds)
+        media = {}
+        if pixel_values is not None:
+            media["image"] = {"pixel_values": pixel_values}
+        if input_features is not None or input_values is not None:
+            media["audio"] = {
+                "input_features": input_features,
+                "input_features_mask": input_features_mask,
+                "input_values": input_values,
+                "input_values_mask": input_values_mask,
+            }
+        media = self._media_to_encode(placeholder_masks, media, continuing=past_length > 0)
+        if past_length == 0:
+            given = {name: name in media or self._cache_has_media(cache) for name in placeholder_masks}
+            check_placeholders_have_media(placeholder_masks, given)
 
         training = self.training and torch.is_grad_enabled()
         # Sharded engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every
         # rank alike: a rank without images or audio encodes a blank medium at the same point instead.
         sharded = training and self._parameters_are_sharded()
-        cross_media = []
-        if has_vision:
-            image_tokens = self.get_image_features(pixel_values)
-            if self.config.fusion["vision"] == "cross_attention":
-                image_mask = image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.bool)
-                cross_media.append((self.config.image_token_id, image_tokens, image_mask, "image"))
-            else:
-                inputs_embeds = self._splice(
-                    input_ids, inputs_embeds, self.config.image_token_id, image_tokens.flatten(0, 1), "image"
-                )
-        elif sharded and self.vision_tower is not None:
-            inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds).sum() * 0.0
-        if has_audio:
-            audio_tokens, audio_mask = self.get_audio_features(
-                input_features, input_features_mask, input_values, input_values_mask
-            )
-            if self.config.fusion["audio"] == "cross_attention":
-                cross_media.append((self.config.audio_token_id, audio_tokens, audio_mask, "audio"))
-            else:
-                inputs_embeds = self._splice(
-                    input_ids, inputs_embeds, self.config.audio_token_id, audio_tokens[audio_mask], "audio"
-                )
-        elif sharded and self.audio_tower is not None:
-            inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds).sum() * 0.0
-        if cross_media:
-            media_embeds, media_mask = self._media_per_sample(input_ids, cross_media)
-        if sharded and self.config.cross_attention_layers and media_embeds is None:
-            # every rank runs the gated cross-attention layers; with no valid media they leave the text as it is
-            media_embeds = inputs_embeds.new_zeros(inputs_embeds.shape[0], 1, inputs_embeds.shape[-1])
-            media_mask = torch.zeros(media_embeds.shape[:2], dtype=torch.bool, device=media_embeds.device)
-        elif training and not sharded:
-            present = {modality for modality, given in (("vision", has_vision), ("audio", has_audio)) if given}
+        inputs_embeds, cross_media, encoded = self._fuse_media(inputs_embeds, placeholder_masks, media)
+        if sharded:
+            if self.vision_tower is not None and "image" not in media:
+                inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds).sum() * 0.0
+            if self.audio_tower is not None and "audio" not in media:
+                inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds).sum() * 0.0
+        elif training:
+            present = {modality for modality, name in MODALITY_TOKENS.items() if name in media}
             inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
 
+        media_key_values = media_mask = None
         if self.config.cross_attention_layers:
-            kwargs.update(media_embeds=media_embeds, media_mask=media_mask)
+            media_key_values, media_mask = self._cross_attention_media(cross_media, cache, inputs_embeds, sharded)
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
             use_cache=use_cache,
+            # GPT-2 hands these to every block positionally (reentrant gradient checkpointing sees them as inputs);
+            # a 4-D mask reaches the blocks as it is
+            encoder_hidden_states=media_key_values,
+            encoder_attention_mask=media_mask[:, None, None, :] if media_mask is not None else None,
+            return_dict=True,
             **kwargs,
         )
         return MultimodalGPTModelOutputWithPast(
@@ -463,9 +539,13 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            media_embeds=media_embeds,
-            media_mask=media_mask,
+            image_outputs=encoded.get("image"),
+            audio_outputs=encoded.get("audio"),
         )
+
+    @staticmethod
+    def _cache_has_media(cache: Cache | None) -> bool:
+        return isinstance(cache, MultimodalGPTCache) and cache.has_media
 
 
 class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin):
@@ -503,10 +583,12 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
     def language_model(self) -> GPT2Model:
         return self.model.language_model
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> MultimodalGPTMediaOutput:
+        """See [`MultimodalGPTModel.get_image_features`]."""
         return self.model.get_image_features(pixel_values, **kwargs)
 
-    def get_audio_features(self, **audio_inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_audio_features(self, **audio_inputs: Any) -> MultimodalGPTMediaOutput:
+        """See [`MultimodalGPTModel.get_audio_features`]."""
         return self.model.get_audio_features(**audio_inputs)
 
     # ----- freezing ---------------------------------------------------------------------------------------------
@@ -534,6 +616,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
 
     # ----- forward ----------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -546,8 +629,6 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         input_features_mask: torch.Tensor | None = None,
         input_values: torch.FloatTensor | None = None,
         input_values_mask: torch.Tensor | None = None,
-        media_embeds: torch.FloatTensor | None = None,
-        media_mask: torch.BoolTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -572,9 +653,8 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
             input_features_mask=input_features_mask,
             input_values=input_values,
             input_values_mask=input_values_mask,
-            media_embeds=media_embeds,
-            media_mask=media_mask,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -603,8 +683,8 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            media_embeds=outputs.media_embeds,
-            media_mask=outputs.media_mask,
+            image_outputs=outputs.image_outputs,
+            audio_outputs=outputs.audio_outputs,
         )
 
     # ----- building from pretrained parts -----------------------------------------------------------------------
@@ -615,14 +695,18 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         text_model: str | os.PathLike,
         vision_model: str | os.PathLike | None = None,
         audio_model: str | os.PathLike | None = None,
+        tokenizer: Any = None,
         **config_kwargs: Any,
     ) -> "MultimodalGPTForConditionalGeneration":
         """One model from separately pretrained checkpoints (Hub ids or local folders), like
         `VisionEncoderDecoderModel.from_encoder_decoder_pretrained`: a GPT-2, a vision model and/or an audio model.
         Their weights are carried over exactly; `<image>` / `<audio>` are added to GPT-2's vocabulary (the same ids
         as `MultimodalGPTProcessor.from_pretrained_parts` gives), and the LM head stays tied to the embeddings.
-        `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`)."""
-        tokenizer = AutoTokenizer.from_pretrained(text_model)
+        `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`).
+
+        `tokenizer` (optional) replaces the tokenizer saved with `text_model`; either must cover every row of
+        GPT-2's embedding matrix (a folder without tokenizer files is an error, never a shrunken vocabulary)."""
+        tokenizer = load_text_tokenizer(text_model, tokenizer)
         add_multimodal_tokens(tokenizer)
         config = MultimodalGPTConfig.from_pretrained_parts(
             text_model, vision_model, audio_model, tokenizer=tokenizer, **config_kwargs

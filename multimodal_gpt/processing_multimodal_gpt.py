@@ -32,6 +32,7 @@ from .configuration_multimodal_gpt import (
     add_multimodal_tokens,
     count_audio_tokens,
     count_image_tokens,
+    load_text_tokenizer,
 )
 
 try:
@@ -129,13 +130,15 @@ class MultimodalGPTProcessor(ProcessorMixin):
         vision_model: str | os.PathLike | None = None,
         audio_model: str | os.PathLike | None = None,
         config: MultimodalGPTConfig | None = None,
+        tokenizer: Any = None,
         **config_kwargs: Any,
     ) -> "MultimodalGPTProcessor":
         """The processor for a model built by `MultimodalGPTForConditionalGeneration.from_pretrained_parts` from the
         same parts: GPT-2's tokenizer with the same added special tokens, the towers' image processor and feature
         extractor. Pass that model's `config` (or the same `config_kwargs`, e.g. `fusion="resampler"`) so that the
-        media token counts agree."""
-        tokenizer = AutoTokenizer.from_pretrained(text_model)
+        media token counts agree. `tokenizer` (optional) replaces the one saved with `text_model`, as in the
+        model's `from_pretrained_parts`."""
+        tokenizer = load_text_tokenizer(text_model, tokenizer)
         add_multimodal_tokens(tokenizer)
         if config is None:
             config = MultimodalGPTConfig.from_pretrained_parts(
