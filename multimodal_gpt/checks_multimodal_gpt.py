@@ -17,10 +17,11 @@ def check_text_inputs(
     input_ids: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
-    past_length: int,
+    past_length: int | None,
 ) -> None:
     """Exactly one of `input_ids` (batch_size, sequence_length) and `inputs_embeds` (batch_size, sequence_length,
-    hidden_size), and a 2-D `attention_mask` that covers the cached and the new tokens."""
+    hidden_size), and a 2-D `attention_mask` that covers the cached and the new tokens (`past_length` of them, `None`
+    when unknown: a compiled graph cannot read a static cache's length)."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("Give exactly one of input_ids and inputs_embeds.")
     if input_ids is not None:
@@ -41,7 +42,7 @@ def check_text_inputs(
         shape = tuple(inputs_embeds.shape[:2])
     if shape[1] == 0:
         raise ValueError("The input has no tokens (sequence_length 0): give at least one token, e.g. the bos token.")
-    if attention_mask is not None and attention_mask.ndim != 4:  # a 4-D mask is already prepared (static cache)
+    if attention_mask is not None and attention_mask.ndim != 4 and past_length is not None:  # 4-D: prepared
         expected = (shape[0], past_length + shape[1])
         if tuple(attention_mask.shape) != expected:
             raise ValueError(

@@ -40,6 +40,7 @@ class MultimodalGPTGenerationMixin(GenerationMixin):
         input_ids: torch.LongTensor,
         next_sequence_length: int | None = None,
         cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
         is_first_iteration: bool | None = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
@@ -49,7 +50,12 @@ class MultimodalGPTGenerationMixin(GenerationMixin):
         transformers keeps the media at every step)."""
         prefill = is_first_iteration or (cache is not None and cache.get_seq_length() == 0)
         return super().prepare_inputs_for_generation(
-            input_ids, next_sequence_length=next_sequence_length, cache=cache, is_first_iteration=prefill, **kwargs
+            input_ids,
+            next_sequence_length=next_sequence_length,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            is_first_iteration=prefill,
+            **kwargs,
         )
 
     def _expand_inputs_for_generation(

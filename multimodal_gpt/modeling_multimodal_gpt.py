@@ -368,7 +368,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         """
         compiling = is_torchdynamo_compiling()
         past_length = cache.get_seq_length() if cache is not None and not compiling else 0
-        check_text_inputs(input_ids, inputs_embeds, attention_mask, past_length)
+        check_text_inputs(input_ids, inputs_embeds, attention_mask, None if compiling else past_length)
         sequence_length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         if not compiling:
             check_sequence_length(sequence_length, cache, self.config.text_config.n_positions)
