@@ -12,6 +12,11 @@ from transformers.cache_utils import Cache
 
 from .cache_multimodal_gpt import MultimodalGPTCache
 
+# Written into the generation_config of every model this package builds, so that a bare `generate()` and the pipelines
+# do not fall back to transformers' 20 new tokens (with a warning); a training run writes its own `--max_new_tokens`
+# and `--num_beams` (`multimodal_gpt.training.run`).
+DEFAULT_MAX_NEW_TOKENS = 48
+
 # The flat media inputs: one row per image or clip, in the order of their placeholders in the batch (LLaVA's layout).
 VISION_INPUTS = ("pixel_values",)
 AUDIO_INPUTS = ("input_features", "input_features_mask", "input_values", "input_values_mask")
@@ -115,4 +120,4 @@ class MultimodalGPTGenerationMixin(GenerationMixin):
         return owners
 
 
-__all__ = ["MultimodalGPTGenerationMixin"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "MultimodalGPTGenerationMixin"]

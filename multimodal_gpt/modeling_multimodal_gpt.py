@@ -44,7 +44,7 @@ from .fusion_multimodal_gpt import (
     media_per_sample,
     splice_media_tokens,
 )
-from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
+from .generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS, MultimodalGPTGenerationMixin
 from .outputs_multimodal_gpt import (
     MultimodalGPTCausalLMOutputWithPast,
     MultimodalGPTMediaOutput,
@@ -618,6 +618,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         model.tie_weights()
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
         return model
 
 

@@ -268,3 +268,37 @@ class TestBadInput:
         model = tiny_model(fusion="mlp")
         with pytest.raises(ValueError, match="300 tokens .* more than GPT-2's 256 positions"):
             model(input_ids=torch.ones(1, 300, dtype=torch.long))
+
+    def test_attention_mask_of_the_wrong_shape(self):
+        model = tiny_model(fusion="mlp")
+        with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 3\), expected .* = \(2, 6\)"):
+            model(input_ids=TEXT, attention_mask=torch.ones(2, 3, dtype=torch.long))
+
+    @pytest.mark.parametrize(
+        ("pixel_values", "message"),
+        [
+            (
+                torch.zeros(1, 3, 8, 8, dtype=torch.uint8),
+                "pixel_values must be a floating-point tensor .* torch.uint8",
+            ),
+            (torch.full((1, 3, 8, 8), float("nan")), "pixel_values hold NaN or infinite values"),
+        ],
+    )
+    def test_integer_or_nan_pixel_values(self, pixel_values, message):
+        model = tiny_model(fusion="mlp")
+        with pytest.raises(ValueError, match=message):
+            model(input_ids=torch.tensor([sample(model, "image", 16)]), pixel_values=pixel_values)
+
+    def test_one_dimensional_input_ids(self):
+        model = tiny_model(fusion="mlp")
+        with pytest.raises(ValueError, match=r"input_ids must have shape \(batch_size, sequence_length\), got \(6,\)"):
+            model(input_ids=TEXT[0])
+
+    def test_half_precision_audio_features_are_cast_to_the_tower(self):
+        """fp16 log-mel features (e.g. from a pipeline run in half precision) reach a float32 Whisper tower."""
+        model = tiny_model(vision=None, audio="whisper", fusion="mlp")
+        audio = audio_input(model, 40)
+        input_ids = torch.tensor([sample(model, "audio", model.config.num_audio_tokens(40))])
+        expected = model(input_ids=input_ids, **audio).logits
+        audio["input_features"] = audio["input_features"].half()
+        torch.testing.assert_close(model(input_ids=input_ids, **audio).logits, expected, rtol=1e-2, atol=1e-2)

@@ -266,3 +266,9 @@ def test_processor_loads_as_remote_code_in_a_fresh_interpreter(tmp_path):
         sampling_rate=16000,
     )["input_ids"][0]
     assert completed.stdout.strip() == str(expected)
+
+
+def test_an_empty_text_is_a_clear_error():
+    processor, _ = tiny_processor_and_model(fusion="mlp")
+    with pytest.raises(ValueError, match="Text 0 \\(''\\) gives no tokens"):
+        processor(text="", return_tensors="pt")
