@@ -266,7 +266,8 @@ class MultimodalGPTProcessor(ProcessorMixin):
             media.update(audio_inputs)
         expanded = self._expand_placeholders(texts, image_counts, audio_counts)
         text_inputs = self.tokenizer(expanded, **text_kwargs)
-        self._check_no_text_is_empty(text_inputs["input_ids"], texts)
+        if return_tensors is not None:  # as lists, an empty prompt is fine (a collator adds bos to it)
+            self._check_no_text_is_empty(text_inputs["input_ids"], texts)
         self._check_no_media_span_was_cut(text_inputs["input_ids"], expanded)
         return BatchFeature(data={**text_inputs, **media}, tensor_type=return_tensors)
 
@@ -349,8 +350,8 @@ class MultimodalGPTProcessor(ProcessorMixin):
         for index, ids in enumerate(input_ids):
             if len(ids) == 0:
                 raise ValueError(
-                    f"Text {index} ({texts[index]!r}) gives no tokens: the model needs at least one token to continue "
-                    "from. Give a prompt, or the tokenizer's bos_token to generate from nothing."
+                    f"Text {index} ({texts[index]!r}) gives no tokens, so no tensor for the model: it needs at least "
+                    "one token to continue from. Give a prompt, or the tokenizer's bos_token to generate from nothing."
                 )
 
     def _check_no_media_span_was_cut(self, input_ids: Any, expanded: list[str]) -> None:
