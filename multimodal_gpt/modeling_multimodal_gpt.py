@@ -241,13 +241,22 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         inputs_embeds: torch.Tensor,
         placeholder_masks: dict[str, torch.Tensor],
         media: dict[str, dict[str, torch.Tensor]],
+        sharded: bool,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], dict[str, MultimodalGPTMediaOutput]]:
         """Encode the media of this call; splice the tokens of spliced fusions into `inputs_embeds`, and return the
-        cross-attention media grouped by sample [(media (B, M, D), mask (B, M))] and the encoders' outputs."""
+        cross-attention media grouped by sample [(media (B, M, D), mask (B, M))] and the encoders' outputs. Sharded
+        engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every rank alike:
+        a rank without images or audio encodes a blank medium where the real one would run."""
         encoded = {}
         cross_media = []
-        for name, inputs in media.items():
+        for name in ("image", "audio"):  # a fixed order: sharded ranks must run the same modules in the same order
             modality = "vision" if name == "image" else "audio"
+            if name not in media:
+                if sharded and getattr(self, f"{modality}_tower") is not None:
+                    blank = self._encode_blank_image if name == "image" else self._encode_blank_audio
+                    inputs_embeds = inputs_embeds + blank(inputs_embeds).sum() * 0.0
+                continue
+            inputs = media[name]
             features = self.get_image_features(**inputs) if name == "image" else self.get_audio_features(**inputs)
             encoded[name] = features
             tokens, token_mask = features.pooler_output, features.pooler_output_mask
@@ -397,16 +406,9 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             check_placeholders_have_media(placeholder_masks, given)
 
         training = self.training and torch.is_grad_enabled()
-        # Sharded engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every
-        # rank alike: a rank without images or audio encodes a blank medium at the same point instead.
         sharded = training and self._parameters_are_sharded()
-        inputs_embeds, cross_media, encoded = self._fuse_media(inputs_embeds, placeholder_masks, media)
-        if sharded:
-            if self.vision_tower is not None and "image" not in media:
-                inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds).sum() * 0.0
-            if self.audio_tower is not None and "audio" not in media:
-                inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds).sum() * 0.0
-        elif training:
+        inputs_embeds, cross_media, encoded = self._fuse_media(inputs_embeds, placeholder_masks, media, sharded)
+        if training and not sharded:
             present = {modality for modality, name in MODALITY_TOKENS.items() if name in media}
             inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
 

@@ -92,7 +92,7 @@ def test_a_text_folder_without_tokenizer_is_an_error_never_a_shrunken_vocabulary
 def test_a_tokenizer_smaller_than_the_embedding_matrix_is_an_error(parts):
     small = AutoTokenizer.from_pretrained(parts["gpt2"])
     small = type(small)(vocab=dict(list(small.get_vocab().items())[:100]), merges=[], unk_token="<|endoftext|>")
-    with pytest.raises(ValueError, match="has 100 tokens but the embedding matrix"):
+    with pytest.raises(ValueError, match=r"has \d+ tokens but the embedding matrix .* has 257 rows"):
         MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"], tokenizer=small)
 
 
