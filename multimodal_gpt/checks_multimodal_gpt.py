@@ -8,8 +8,61 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache
+from transformers.utils import is_torchdynamo_compiling, torch_compilable_check
 
-from .configuration_multimodal_gpt import INTERPOLATING_VISION_TOWERS, MultimodalGPTConfig, _pair
+from .configuration_multimodal_gpt import INTERPOLATING_VISION_TOWERS, _pair
+
+
+def check_text_inputs(
+    input_ids: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    past_length: int | None,
+) -> None:
+    """Exactly one of `input_ids` (batch_size, sequence_length) and `inputs_embeds` (batch_size, sequence_length,
+    hidden_size), and a 2-D `attention_mask` that covers the cached and the new tokens (`past_length` of them, `None`
+    when unknown: a compiled graph cannot read a static cache's length)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Give exactly one of input_ids and inputs_embeds.")
+    if input_ids is not None:
+        if input_ids.ndim != 2:
+            raise ValueError(
+                f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: add the "
+                "batch dimension (input_ids[None]) or use the processor with return_tensors='pt'."
+            )
+        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+            raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}.")
+        shape = tuple(input_ids.shape)
+    else:
+        if inputs_embeds.ndim != 3:
+            raise ValueError(
+                "inputs_embeds must have shape (batch_size, sequence_length, hidden_size), got "
+                f"{tuple(inputs_embeds.shape)}."
+            )
+        shape = tuple(inputs_embeds.shape[:2])
+    if shape[1] == 0:
+        raise ValueError("The input has no tokens (sequence_length 0): give at least one token, e.g. the bos token.")
+    if attention_mask is not None and attention_mask.ndim != 4 and past_length is not None:  # 4-D: prepared
+        expected = (shape[0], past_length + shape[1])
+        if tuple(attention_mask.shape) != expected:
+            raise ValueError(
+                f"attention_mask has shape {tuple(attention_mask.shape)}, expected (batch_size, cached + new "
+                f"tokens) = {expected}: one entry per token of the whole sequence, cached ones included."
+            )
+
+
+def check_media_values(name: str, values: torch.Tensor) -> None:
+    """Media must be floating point (normalised by the processor) and finite: uint8 pixels or NaN would give
+    garbage features without any error."""
+    if not values.dtype.is_floating_point:
+        raise ValueError(
+            f"{name} must be a floating-point tensor (the processor's normalised output), got dtype {values.dtype}: "
+            "pass the images or clips through the processor instead of raw integer data."
+        )
+    if not is_torchdynamo_compiling():
+        torch_compilable_check(
+            torch.isfinite(values).all(), f"{name} hold NaN or infinite values: check the preprocessing."
+        )
 
 
 def check_pixel_values(
@@ -23,6 +76,7 @@ def check_pixel_values(
         raise ValueError(
             f"pixel_values must have shape (num_images, channels, height, width), got {tuple(pixel_values.shape)}."
         )
+    check_media_values("pixel_values", pixel_values)
     channels = getattr(vision_config, "num_channels", 3)
     if pixel_values.shape[1] != channels:
         raise ValueError(
@@ -63,6 +117,11 @@ def check_audio_inputs(
             f"The audio tower ({audio_config.model_type}) takes `{expected}`, but `{other}` was given: use the "
             "feature extractor that matches the tower (the processor does)."
         )
+    expected_ndim = 3 if expected == "input_features" else 2
+    if audio.ndim != expected_ndim:
+        layout = "(num_clips, num_mel_bins, frames)" if expected_ndim == 3 else "(num_clips, samples)"
+        raise ValueError(f"{expected} must have shape {layout}, got {tuple(audio.shape)}.")
+    check_media_values(expected, audio)
     expected_shape = (audio.shape[0], audio.shape[-1])  # (num_clips, samples or frames)
     if audio_mask is None:
         audio_mask = torch.ones(expected_shape, dtype=torch.long, device=audio.device)
@@ -82,24 +141,40 @@ def check_sequence_length(sequence_length: int, cache: Cache | None, n_positions
         )
 
 
-def check_placeholders_have_media(
-    input_ids: torch.Tensor,
-    config: MultimodalGPTConfig,
-    has_vision: bool,
-    has_audio: bool,
-    media_embeds: torch.Tensor | None,
-) -> None:
-    """At prefill, a placeholder without its medium would silently feed GPT-2 the placeholder's embedding."""
-    for name, token_id, given in (
-        ("image", config.image_token_id, has_vision),
-        ("audio", config.audio_token_id, has_audio),
-    ):
-        if token_id is None or given or media_embeds is not None:
+def check_placeholders_have_media(placeholder_masks: dict[str, torch.Tensor], media_given: dict[str, bool]) -> None:
+    """At prefill, a placeholder without its medium would silently feed GPT-2 the placeholder's embedding.
+    `placeholder_masks`: {"image" / "audio": (batch_size, sequence_length) bool}."""
+    for name, mask in placeholder_masks.items():
+        if media_given[name] or is_torchdynamo_compiling():
             continue
-        count = int((input_ids == token_id).sum())
+        count = int(mask.sum())
         if count:
             inputs = "pixel_values" if name == "image" else "input_features / input_values"
             raise ValueError(f"input_ids hold {count} <{name}> tokens but no {inputs} were given.")
 
 
-__all__ = ["check_audio_inputs", "check_pixel_values", "check_placeholders_have_media", "check_sequence_length"]
+def check_media_count(name: str, num_placeholders: torch.Tensor, num_features: int, cross_attention: bool) -> None:
+    """As many placeholder tokens as media tokens (spliced fusions) or media (cross-attention, one marker each)."""
+    hint = (
+        f"with cross-attention fusion each <{name}> stays one marker token"
+        if cross_attention
+        else f"build the inputs with MultimodalGPTProcessor, which expands each <{name}> to the right count"
+    )
+    torch_compilable_check(
+        num_placeholders == num_features,
+        lambda: (
+            f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {int(num_placeholders)}, "
+            f"features: {num_features} ({hint})."
+        ),
+    )
+
+
+__all__ = [
+    "check_audio_inputs",
+    "check_media_count",
+    "check_media_values",
+    "check_pixel_values",
+    "check_placeholders_have_media",
+    "check_sequence_length",
+    "check_text_inputs",
+]

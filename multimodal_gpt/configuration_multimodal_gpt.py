@@ -9,7 +9,7 @@ import os
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
-from transformers import AutoConfig, PreTrainedConfig
+from transformers import AutoConfig, AutoTokenizer, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 IMAGE_TOKEN = "<image>"
@@ -141,11 +141,7 @@ class MultimodalGPTConfig(PreTrainedConfig):
         """The config of a model assembled from pretrained checkpoints (Hub ids or local folders): GPT-2's config
         with the vocabulary of `tokenizer` (which `add_multimodal_tokens` gives the placeholders), the towers'
         encoder configs, and `config_kwargs` (e.g. `fusion="resampler"`)."""
-        text_config = AutoConfig.from_pretrained(text_model)
-        if text_config.model_type != "gpt2":
-            raise ValueError(
-                f"text_model must be a GPT-2 checkpoint, got '{text_config.model_type}' from {text_model}."
-            )
+        text_config = gpt2_config(text_model)
         text_config.vocab_size = len(tokenizer)
         token_ids = add_multimodal_tokens(tokenizer)
         return cls(
@@ -266,9 +262,10 @@ class MultimodalGPTConfig(PreTrainedConfig):
             raise ValueError("This model has no vision tower, so images cannot be given.")
         return count_image_tokens(self.media_token_spec()["image"], height, width)
 
-    def audio_encoder_output_length(self, input_length: int) -> int:
+    def audio_encoder_output_length(self, input_length: Any) -> Any:
         """Frames the audio tower emits for an input of `input_length` (samples for waveform towers, mel frames for
-        Whisper-style towers), before the frame reduction."""
+        Whisper-style towers), before the frame reduction. An int, or a tensor of lengths (computed on the device,
+        so the model needs no host sync and traces)."""
         if self.audio_config is None:
             raise ValueError("This model has no audio tower, so audio cannot be given.")
         return convolved_length(input_length, audio_tower_convolutions(self.audio_config))
@@ -298,9 +295,11 @@ def audio_tower_convolutions(audio_config: PreTrainedConfig) -> list[list[int]]:
     )
 
 
-def convolved_length(input_length: int, convolutions: list[list[int]]) -> int:
+def convolved_length(input_length: Any, convolutions: list[list[int]]) -> Any:
+    """The length after `convolutions`, for an int or a tensor of lengths."""
     for kernel, stride, padding in convolutions:
-        input_length = max((input_length + 2 * padding - kernel) // stride + 1, 0)
+        input_length = (input_length + 2 * padding - kernel) // stride + 1
+        input_length = input_length.clamp(min=0) if hasattr(input_length, "clamp") else max(input_length, 0)
     return input_length
 
 
@@ -349,6 +348,31 @@ def add_multimodal_tokens(tokenizer: Any) -> dict[str, int]:
     }
 
 
+def gpt2_config(text_model: str | os.PathLike) -> PreTrainedConfig:
+    """The config of the GPT-2 checkpoint `text_model` (a Hub id or local folder); any other model is an error."""
+    text_config = AutoConfig.from_pretrained(text_model)
+    if text_config.model_type != "gpt2":
+        raise ValueError(f"text_model must be a GPT-2 checkpoint, got '{text_config.model_type}' from {text_model}.")
+    return text_config
+
+
+def load_text_tokenizer(text_model: str | os.PathLike, tokenizer: Any = None) -> Any:
+    """The tokenizer of the GPT-2 checkpoint `text_model` (or `tokenizer`, given explicitly), checked to cover every
+    row of GPT-2's embedding matrix. `AutoTokenizer` silently returns a 1-token tokenizer for a folder without
+    tokenizer files, and the embeddings would then be cut down to its size: a destroyed model, without an error."""
+    embedding_rows = gpt2_config(text_model).vocab_size
+    if tokenizer is None:
+        tokenizer = AutoTokenizer.from_pretrained(text_model)
+    if len(tokenizer) < embedding_rows:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the embedding matrix of {text_model} has "
+            f"{embedding_rows} rows: resizing would drop the embeddings of {embedding_rows - len(tokenizer)} tokens. "
+            "Does the folder lack its tokenizer files? Save the tokenizer GPT-2 was trained with next to it, or pass "
+            "it as `tokenizer=`."
+        )
+    return tokenizer
+
+
 def tower_config(name_or_path: str | os.PathLike) -> PreTrainedConfig:
     """The encoder config of a pretrained vision or audio checkpoint: a dual encoder's (CLIP, SigLIP) vision config,
     or the checkpoint's own config (ViT, DINOv2, wav2vec2, HuBERT, Whisper, whose encoder is used)."""
@@ -371,5 +395,6 @@ __all__ = [
     "add_multimodal_tokens",
     "count_audio_tokens",
     "count_image_tokens",
+    "load_text_tokenizer",
     "tower_config",
 ]

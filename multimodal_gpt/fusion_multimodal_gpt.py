@@ -12,6 +12,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.models.gpt2.configuration_gpt2 import GPT2Config
 from transformers.models.gpt2.modeling_gpt2 import GPT2Block
+from transformers.utils import is_torchdynamo_compiling
 
 
 class MultimodalProjector(nn.Module):
@@ -67,6 +68,18 @@ class AudioFrameReducer(nn.Module):
         return reduced, group_mask.any(-1)
 
 
+def masked_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor
+) -> torch.Tensor:
+    """SDPA of `query` (N, H, Q, d) over `key` / `value` (N, H, K, d), ignoring keys where `key_mask` is False.
+    `key_mask`: (N, K), or any shape that broadcasts to (N, H, Q, K) with K last. A row with no valid key (a sample
+    without media) would give NaN, so it attends everywhere and its caller zeroes the result."""
+    attend = key_mask | ~key_mask.any(-1, keepdim=True)
+    if attend.ndim == 2:
+        attend = attend[:, None, None, :]  # every query sees the same valid keys
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attend)
+
+
 class MaskedCrossAttention(nn.Module):
     """Multi-head attention from `queries` (N, Q, D) to `context` (N, K, Dc), ignoring context positions where
     `context_mask` (N, K) is False. Uses `F.scaled_dot_product_attention` (SDPA)."""
@@ -83,10 +96,7 @@ class MaskedCrossAttention(nn.Module):
         head_dim = dim // self.num_heads
         query = self.q_proj(queries).view(num_items, num_queries, self.num_heads, head_dim).transpose(1, 2)
         key, value = self.kv_proj(context).view(num_items, -1, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4)
-        # (N, 1, 1, K): every query sees the same valid context positions. A row with no valid position (a sample
-        # without media) would give NaN, so it attends everywhere and its caller zeroes the result.
-        attend = context_mask | ~context_mask.any(-1, keepdim=True)
-        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attend[:, None, None, :])
+        attended = masked_attention(query, key, value, context_mask)
         return self.out_proj(attended.transpose(1, 2).reshape(num_items, num_queries, dim))
 
 
@@ -142,58 +152,152 @@ class PerceiverResampler(nn.Module):
         return self.norm(latents)
 
 
+class CrossAttentionKeyValues(nn.Module):
+    """The media keys and values of every gated cross-attention layer, in one projection.
+
+    The media do not change while the text grows, so their keys and values are computed once: once per training
+    step (outside GPT-2's blocks, so that gradient checkpointing does not recompute them) and once per generation
+    (kept in the cache, `MultimodalGPTCache`), where each layer would otherwise project them at every step.
+
+    Input (B, M, dim); output (B, num_layers, 2, num_heads, M, dim // num_heads): keys at index 0, values at 1.
+    """
+
+    def __init__(self, *, dim: int, num_layers: int, num_heads: int):
+        super().__init__()
+        self.num_layers = num_layers
+        self.num_heads = num_heads
+        self.proj = nn.Linear(dim, num_layers * 2 * dim, bias=False)
+
+    def forward(self, media: torch.Tensor) -> torch.Tensor:
+        batch_size, num_media_tokens, dim = media.shape
+        key_values = self.proj(media).view(
+            batch_size, num_media_tokens, self.num_layers, 2, self.num_heads, dim // self.num_heads
+        )
+        return key_values.permute(0, 2, 3, 4, 1, 5)
+
+
 class GatedCrossAttentionLayer(nn.Module):
     """Flamingo's GATED XATTN-DENSE: text attends to media, then a feed-forward, each through a tanh gate that
     starts at 0, so a freshly built layer is the identity and GPT-2 starts out exactly as pretrained.
 
-    text: (B, T, dim); media: (B, M, dim) with mask (B, M). Rows with no valid media are left unchanged.
+    text: (B, T, dim); media keys and values: (B, num_heads, M, dim // num_heads), projected by
+    `CrossAttentionKeyValues`; media_mask: (B, 1, 1, M). Rows with no valid media are left unchanged.
     """
 
     def __init__(self, *, dim: int, num_heads: int):
         super().__init__()
+        self.num_heads = num_heads
         self.norm = nn.LayerNorm(dim)
-        self.attention = MaskedCrossAttention(dim=dim, context_dim=dim, num_heads=num_heads)
+        self.q_proj = nn.Linear(dim, dim, bias=False)
+        self.out_proj = nn.Linear(dim, dim, bias=False)
         self.attention_gate = nn.Parameter(torch.zeros(1))
         self.feed_forward = FeedForward(dim=dim)
         self.feed_forward_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, text: torch.Tensor, media: torch.Tensor, media_mask: torch.Tensor) -> torch.Tensor:
-        has_media = media_mask.any(-1).to(text.dtype)[:, None, None]  # (B, 1, 1)
-        attended = self.attention(self.norm(text), media, media_mask)
+    def forward(
+        self, text: torch.Tensor, media_keys: torch.Tensor, media_values: torch.Tensor, media_mask: torch.Tensor
+    ) -> torch.Tensor:
+        batch_size, length, dim = text.shape
+        has_media = media_mask.any(-1).to(text.dtype)  # (B, 1, 1)
+        query = self.q_proj(self.norm(text)).view(batch_size, length, self.num_heads, -1).transpose(1, 2)
+        attended = masked_attention(query, media_keys.to(query.dtype), media_values.to(query.dtype), media_mask)
+        attended = self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, dim))
         text = text + attended * self.attention_gate.tanh() * has_media
         return text + self.feed_forward(text) * self.feed_forward_gate.tanh() * has_media
 
 
 class MultimodalGPT2Block(GPT2Block):
     """A GPT-2 block, optionally with a gated cross-attention to the media in front of it (Flamingo). Its GPT-2
-    weights keep GPT-2's names, so a pretrained GPT-2 loads into it unchanged."""
+    weights keep GPT-2's names, so a pretrained GPT-2 loads into it unchanged.
 
-    def __init__(self, config: GPT2Config, layer_idx: int, *, cross_attention_heads: int | None = None):
+    The media keys and values of all gated layers come in GPT-2's `encoder_hidden_states` slot, which `GPT2Model`
+    passes positionally, so reentrant gradient checkpointing sees them as inputs (a tensor hidden in keyword
+    arguments would be backpropagated through once per layer); the media mask comes in `encoder_attention_mask`.
+    """
+
+    def __init__(
+        self,
+        config: GPT2Config,
+        layer_idx: int,
+        *,
+        cross_attention_index: int | None = None,
+        cross_attention_heads: int | None = None,
+    ):
         super().__init__(config, layer_idx=layer_idx)
+        self.cross_attention_index = cross_attention_index
         self.gated_cross_attention = (
             GatedCrossAttentionLayer(dim=config.hidden_size, num_heads=cross_attention_heads)
-            if cross_attention_heads
+            if cross_attention_index is not None
             else None
         )
 
     def forward(
         self,
         hidden_states: torch.Tensor,
-        *args: Any,
-        media_embeds: torch.Tensor | None = None,
-        media_mask: torch.Tensor | None = None,
+        cache: Any = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if self.gated_cross_attention is not None and media_embeds is not None:
-            hidden_states = self.gated_cross_attention(hidden_states, media_embeds, media_mask)
-        return super().forward(hidden_states, *args, **kwargs)
+        """`encoder_hidden_states`: the media keys and values (B, num_cross_attention_layers, 2, heads, M, d) of
+        `CrossAttentionKeyValues`; `encoder_attention_mask`: the media mask (B, 1, 1, M)."""
+        if self.gated_cross_attention is not None and encoder_hidden_states is not None:
+            media_keys, media_values = encoder_hidden_states[:, self.cross_attention_index].unbind(1)
+            hidden_states = self.gated_cross_attention(hidden_states, media_keys, media_values, encoder_attention_mask)
+        return super().forward(hidden_states, cache, attention_mask, **kwargs)
+
+
+# ----- where media tokens go: static shapes throughout, so that torch.export and torch.compile trace the model -----
+
+
+def splice_media_tokens(
+    inputs_embeds: torch.Tensor,
+    placeholder_mask: torch.Tensor,
+    media_tokens: torch.Tensor,
+    media_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Write the valid media tokens, in order, over the placeholder positions of `inputs_embeds` (LLaVA's merge).
+
+    inputs_embeds: (B, T, D); placeholder_mask: (B, T) bool; media_tokens: (N, L, D) with media_mask (N, L), `None`
+    when all are valid. The valid tokens are moved to the front by a stable sort rather than picked by a boolean
+    index, whose output size would depend on the data. The caller checks that the counts match."""
+    tokens = media_tokens.reshape(-1, media_tokens.shape[-1])
+    if media_mask is not None:
+        order = torch.argsort((~media_mask.reshape(-1)).to(torch.int32), stable=True)
+        tokens = tokens[order]
+    return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), tokens.to(inputs_embeds.dtype))
+
+
+def media_per_sample(
+    marker_mask: torch.Tensor, media_tokens: torch.Tensor, media_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group flat media (one row per medium, in marker order) by the sample whose marker token they stand for.
+
+    marker_mask: (B, T) bool with one marker per medium; media_tokens: (N, L, D); media_mask: (N, L). Returns
+    (B, S * L, D) and its mask, S being the most media any sample has. A traced graph (torch.export /
+    torch.compile) cannot size S from the data and uses its bound N: more padding, the same result."""
+    batch_size, length = marker_mask.shape
+    num_media = media_tokens.shape[0]
+    positions = torch.argsort((~marker_mask.flatten()).to(torch.int32), stable=True)[:num_media]
+    owners = positions // length  # (N,) sample of each medium, ascending
+    slots = torch.arange(num_media, device=owners.device) - torch.searchsorted(owners, owners)
+    num_slots = num_media if is_torchdynamo_compiling() else int(slots.max()) + 1
+    grouped = media_tokens.new_zeros(batch_size, num_slots, *media_tokens.shape[1:])
+    grouped_mask = media_mask.new_zeros(batch_size, num_slots, media_mask.shape[1])
+    grouped = grouped.index_put((owners, slots), media_tokens)
+    grouped_mask = grouped_mask.index_put((owners, slots), media_mask)
+    return grouped.flatten(1, 2), grouped_mask.flatten(1, 2)
 
 
 __all__ = [
     "AudioFrameReducer",
+    "CrossAttentionKeyValues",
     "GatedCrossAttentionLayer",
     "MaskedCrossAttention",
     "MultimodalGPT2Block",
     "MultimodalProjector",
     "PerceiverResampler",
+    "media_per_sample",
+    "splice_media_tokens",
 ]

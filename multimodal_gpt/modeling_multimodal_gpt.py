@@ -1,183 +1,59 @@
 """MultimodalGPT: GPT-2 with pluggable Transformers vision and audio towers and a fusion module.
 
-Top to bottom: output dataclasses, the GPT-2 block with gated cross-attention, the `PreTrainedModel` base, the base
-model (towers + fusion + GPT-2), the model with the LM head. This is a "Hub file": it imports only torch,
+Top to bottom: the base model (towers + fusion + GPT-2), the model with the LM head. The blocks are in
+`fusion_multimodal_gpt.py`, the `PreTrainedModel` base in `pretrained_multimodal_gpt.py`, the outputs and the cache in
+`outputs_multimodal_gpt.py` and `cache_multimodal_gpt.py`. This is a "Hub file": it imports only torch,
 transformers, huggingface_hub, the standard library and its sibling Hub files (see DESIGN.md).
 """
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers import initialization as init
-from transformers.cache_utils import Cache
+from transformers import AutoModelForCausalLM
+from transformers.cache_utils import Cache, DynamicCache
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
-from transformers.modeling_outputs import BaseModelOutputWithPast, ModelOutput
 from transformers.models.gpt2.modeling_gpt2 import GPT2Model
+from transformers.utils import is_torchdynamo_compiling
+from transformers.utils.generic import can_return_tuple
 
+from .cache_multimodal_gpt import MultimodalGPTCache
 from .checks_multimodal_gpt import (
     check_audio_inputs,
+    check_media_count,
     check_pixel_values,
     check_placeholders_have_media,
     check_sequence_length,
+    check_text_inputs,
 )
 from .configuration_multimodal_gpt import (
     MultimodalGPTConfig,
     _pair,
     add_multimodal_tokens,
+    load_text_tokenizer,
 )
 from .fusion_multimodal_gpt import (
     AudioFrameReducer,
-    GatedCrossAttentionLayer,
+    CrossAttentionKeyValues,
     MultimodalGPT2Block,
     MultimodalProjector,
     PerceiverResampler,
+    media_per_sample,
+    splice_media_tokens,
 )
-from .generation_multimodal_gpt import MultimodalGPTGenerationMixin
-from .pipeline_multimodal_gpt import CUSTOM_PIPELINES
+from .generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS, MultimodalGPTGenerationMixin
+from .outputs_multimodal_gpt import (
+    MultimodalGPTCausalLMOutputWithPast,
+    MultimodalGPTMediaOutput,
+    MultimodalGPTModelOutputWithPast,
+)
+from .pretrained_multimodal_gpt import MultimodalGPTPreTrainedModel
 from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
 
-# `register_for_auto_class` records one Auto class per model class; this model answers all of these, so
-# `save_pretrained` writes them all into config.json's `auto_map` for `trust_remote_code=True` users.
-_GENERATION_CLASS = "modeling_multimodal_gpt.MultimodalGPTForConditionalGeneration"
-AUTO_MAP = {
-    "AutoConfig": "configuration_multimodal_gpt.MultimodalGPTConfig",
-    "AutoModel": "modeling_multimodal_gpt.MultimodalGPTModel",
-    "AutoModelForCausalLM": _GENERATION_CLASS,
-    "AutoModelForImageTextToText": _GENERATION_CLASS,
-    "AutoModelForMultimodalLM": _GENERATION_CLASS,
-    "AutoModelForSpeechSeq2Seq": _GENERATION_CLASS,
-}
-
-
-@dataclass
-class MultimodalGPTModelOutputWithPast(BaseModelOutputWithPast):
-    r"""
-    media_embeds (`torch.FloatTensor` of shape `(batch_size, num_media_tokens, hidden_size)`, *optional*):
-        The media that the gated cross-attention fusion attends to, encoded at prefill; `generate()` feeds them back
-        at every decoding step so that the towers run once.
-    media_mask (`torch.BoolTensor` of shape `(batch_size, num_media_tokens)`, *optional*):
-        Which entries of `media_embeds` are real (per-sample media counts differ).
-    """
-
-    media_embeds: torch.FloatTensor | None = None
-    media_mask: torch.BoolTensor | None = None
-
-
-@dataclass
-class MultimodalGPTCausalLMOutputWithPast(ModelOutput):
-    r"""
-    loss (`torch.FloatTensor` of shape `(1,)`, *optional*, returned when `labels` is given):
-        Next-token prediction loss, averaged over the labelled tokens (or divided by `num_items_in_batch`).
-    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`, *optional*):
-        LM-head scores. `None` in training mode with `labels` when `config.labelled_logits_only` is set.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    cache: Cache | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    media_embeds: torch.FloatTensor | None = None
-    media_mask: torch.BoolTensor | None = None
-
-
-class MultimodalGPTPreTrainedModel(PreTrainedModel):
-    config: MultimodalGPTConfig
-    config_class = MultimodalGPTConfig
-    base_model_prefix = "model"
-    supports_gradient_checkpointing = True
-    # Blocks that `device_map` keeps on one device and FSDP wraps as one unit. The towers add their own (ViTLayer,
-    # CLIPEncoderLayer, WhisperEncoderLayer, ...); wav2vec2 declares none and HuBERT misses its stable-layer-norm
-    # layer, so they are named here, with the weight-normed positional convolution whose two halves must stay together.
-    _no_split_modules = [
-        "MultimodalGPT2Block",
-        "GPT2Block",
-        "PerceiverResampler",
-        "Wav2Vec2EncoderLayer",
-        "Wav2Vec2EncoderLayerStableLayerNorm",
-        "HubertEncoderLayer",
-        "HubertEncoderLayerStableLayerNorm",
-        "ParametrizedConv1d",
-    ]
-    _supports_sdpa = True
-    _supports_flash_attn = True
-    _supports_attention_backend = True
-    accepts_loss_kwargs = True
-    # Writes README.md (the model card) into every saved folder: `model_card_writer(model, folder, repo_id=None)`.
-    # The installed package sets it (`multimodal_gpt/__init__.py`); remote-code users, without the package and its
-    # card template, save no card.
-    model_card_writer: Callable[..., Any] | None = None
-
-    @property
-    def input_modalities(self) -> tuple[str, ...]:
-        """Text, plus image / audio where the model has that tower: pipelines read this (`any-to-any` asks for
-        torchvision only for a model that takes images)."""
-        towers = (("image", self.config.vision_config), ("audio", self.config.audio_config))
-        return (*(modality for modality, tower in towers if tower is not None), "text")
-
-    @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
-        """`PreTrainedModel.from_pretrained`, with the parameters that are frozen at build time frozen again (the
-        towers' unused poolers and pooling heads, Whisper's fixed sinusoidal positions): loading leaves every
-        parameter trainable, and DDP without `find_unused_parameters` would then wait for gradients that never
-        come."""
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, loading_info) with output_loading_info
-        for name, parameter in model.named_parameters():
-            if name in model._frozen_at_build:
-                parameter.requires_grad_(False)
-        return loaded
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        """`PreTrainedModel.save_pretrained` (also behind `push_to_hub`), with every Auto class in `auto_map`."""
-        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **AUTO_MAP}
-        # `pipeline(task, model=folder, trust_remote_code=True)` reads these; the `from .pipeline_multimodal_gpt`
-        # import above makes `save_pretrained` ship that file. Fresh copies: `pipeline()` turns the loaded ones'
-        # class names into classes, which JSON cannot hold.
-        pipelines = {task: {**info, "pt": list(info["pt"])} for task, info in CUSTOM_PIPELINES.items()}
-        self.config.custom_pipelines = {**(getattr(self.config, "custom_pipelines", None) or {}), **pipelines}
-        super().save_pretrained(save_directory, *args, **kwargs)
-        if self.model_card_writer is not None and self.should_save_on_this_rank(kwargs.get("is_main_process", True)):
-            self.model_card_writer(self, save_directory)
-
-    def _upload_modified_files(self, working_dir: str | os.PathLike, repo_id: str, *args: Any, **kwargs: Any) -> Any:
-        # `push_to_hub` saves README.md (the Hub repo's card, or transformers' generic one) over the card that
-        # `save_pretrained` wrote, just before this upload: write ours again (the writer keeps a hand-written card,
-        # and the tags).
-        if self.model_card_writer is not None:
-            self.model_card_writer(self, working_dir, repo_id=repo_id)
-        return super()._upload_modified_files(working_dir, repo_id, *args, **kwargs)
-
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, GatedCrossAttentionLayer):
-            init.zeros_(module.attention_gate)  # closed gates: a fresh model is exactly GPT-2
-            init.zeros_(module.feed_forward_gate)
-        elif isinstance(module, PerceiverResampler):
-            init.normal_(module.latents, std=self.config.initializer_range)
-
-    def initialize_weights(self) -> None:
-        super().initialize_weights()
-        # The gated cross-attention layers live inside GPT-2, whose own `_init_weights` does not know their gates.
-        for module in self.modules():
-            if isinstance(module, GatedCrossAttentionLayer):
-                self._init_weights(module)
-
-    def post_init(self) -> None:
-        super().post_init()  # gathers the towers' `_no_split_modules` too (ViTLayer, WhisperEncoderLayer, ...)
-        # What the build froze (see `from_pretrained`): the towers' unused parts, and what the towers freeze.
-        self._frozen_at_build = {name for name, parameter in self.named_parameters() if not parameter.requires_grad}
-        # Keep only the block classes this model has: FSDP's transformer auto-wrap (accelerate) stops on any name it
-        # cannot find, e.g. Whisper's decoder layer (the tower is the encoder alone) or the fusion not chosen.
-        present = {type(module).__name__ for module in self.modules()}
-        self._no_split_modules = {name for name in self._no_split_modules if name in present}
+MODALITY_TOKENS = {"vision": "image", "audio": "audio"}
 
 
 class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
@@ -187,14 +63,16 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         super().__init__(config)
         text_config = config.text_config
         self.language_model = GPT2Model(text_config)
-        if config.cross_attention_layers:
+        cross_attention_layers = config.cross_attention_layers
+        if cross_attention_layers:
             self.language_model.h = nn.ModuleList(
                 MultimodalGPT2Block(
                     text_config,
                     layer_idx=index,
-                    cross_attention_heads=config.cross_attention_heads
-                    if index in config.cross_attention_layers
+                    cross_attention_index=cross_attention_layers.index(index)
+                    if index in cross_attention_layers
                     else None,
+                    cross_attention_heads=config.cross_attention_heads,
                 )
                 for index in range(text_config.n_layer)
             )
@@ -207,6 +85,15 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         )
         self.vision_fusion = self._build_fusion("vision") if config.vision_config is not None else None
         self.audio_fusion = self._build_fusion("audio") if config.audio_config is not None else None
+        self.cross_attention_key_values = (
+            CrossAttentionKeyValues(
+                dim=text_config.hidden_size,
+                num_layers=len(cross_attention_layers),
+                num_heads=config.cross_attention_heads,
+            )
+            if cross_attention_layers
+            else None
+        )
         self.post_init()
 
     def _build_fusion(self, modality: str) -> nn.Module:
@@ -238,20 +125,35 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
 
     # ----- media encoding ---------------------------------------------------------------------------------------
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Encode images: (num_images, channels, height, width) -> (num_images, num_image_tokens, hidden_size)."""
+    @can_return_tuple
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> MultimodalGPTMediaOutput:
+        """Encode images (num_images, channels, height, width): the vision tower's outputs, with the fusion's image
+        tokens (num_images, num_image_tokens, hidden_size) as `pooler_output` (the Transformers 5.x contract).
+        `output_hidden_states` / `output_attentions` go to the tower."""
         check_pixel_values(pixel_values, self.vision_tower, self.config.vision_config)
         layer = self.config.vision_feature_layer
+        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layer != -1
         with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.vision_tower)):
-            outputs = self.vision_tower(pixel_values=pixel_values, output_hidden_states=layer != -1)
+            pixel_values = pixel_values.to(self.vision_tower.dtype)
+            outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **kwargs)
         features = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
         patch_size = _pair(self.config.vision_config.patch_size)
         num_patches = (pixel_values.shape[-2] // patch_size[0]) * (pixel_values.shape[-1] // patch_size[1])
         features = features[:, -num_patches:]  # patch tokens only: class and register tokens come first
         if self.config.fusion["vision"] == "resampler":  # the config, not isinstance: PEFT may wrap the fusion
-            return self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
-        return self.vision_fusion(features)
+            tokens = self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
+        else:
+            tokens = self.vision_fusion(features)
+        token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+        return MultimodalGPTMediaOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=tokens,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            pooler_output_mask=token_mask,
+        )
 
+    @can_return_tuple
     def get_audio_features(
         self,
         input_features: torch.Tensor | None = None,
@@ -259,65 +161,138 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         input_values: torch.Tensor | None = None,
         input_values_mask: torch.Tensor | None = None,
         **kwargs: Any,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> MultimodalGPTMediaOutput:
         """Encode audio clips, either log-mel `input_features` (num_clips, num_mel_bins, frames) for Whisper-style
         towers or waveforms `input_values` (num_clips, samples) for wav2vec2-style towers, each with its mask of
-        valid positions. Returns tokens (num_clips, max_tokens, hidden_size) and their validity mask."""
+        valid positions. Returns the tower's outputs with the fusion's audio tokens (num_clips, max_tokens,
+        hidden_size) as `pooler_output` and their validity as `pooler_output_mask`."""
         audio_inputs = (input_features, input_features_mask, input_values, input_values_mask)
         audio, audio_mask = check_audio_inputs(self.audio_tower, self.config.audio_config, *audio_inputs)
         layer = self.config.audio_feature_layer
-        tower_kwargs = {self.audio_tower.main_input_name: audio, "output_hidden_states": layer != -1}
+        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layer != -1
+        tower_kwargs = {self.audio_tower.main_input_name: audio.to(self.audio_tower.dtype), **kwargs}
         if input_values is not None and getattr(self.config.audio_config, "feat_extract_norm", "layer") == "layer":
             tower_kwargs["attention_mask"] = audio_mask  # wav2vec2 checkpoints with group norm take no mask
         with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.audio_tower)):
-            outputs = self.audio_tower(**tower_kwargs)
+            outputs = self.audio_tower(**tower_kwargs, return_dict=True)
         frames = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        lengths = [self.config.audio_encoder_output_length(int(length)) for length in audio_mask.sum(-1).tolist()]
-        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < torch.tensor(
-            lengths, device=frames.device
-        ).unsqueeze(-1)
+        lengths = self.config.audio_encoder_output_length(audio_mask.sum(-1))  # a tensor: no host sync, traceable
+        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None]
         frames, frame_mask = self.audio_frame_reducer(frames, frame_mask)
         if self.config.fusion["audio"] == "resampler":
             tokens = self.audio_fusion(frames, frame_mask)
-            return tokens, frame_mask.new_ones(tokens.shape[:2])
-        return self.audio_fusion(frames), frame_mask
+            frame_mask = frame_mask.new_ones(tokens.shape[:2])
+        else:
+            tokens = self.audio_fusion(frames)
+        return MultimodalGPTMediaOutput(
+            last_hidden_state=outputs.last_hidden_state,
+            pooler_output=tokens,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            pooler_output_mask=frame_mask,
+        )
+
+    # ----- placeholders -----------------------------------------------------------------------------------------
+
+    def get_placeholder_masks(
+        self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Where the `<image>` / `<audio>` placeholders are, {"image" / "audio": (batch_size, sequence_length) bool},
+        for the modalities this model has: from `input_ids`, or, without them, from `inputs_embeds` (the
+        placeholder's embedding), as LLaVA does, so that `inputs_embeds` work with media too."""
+        masks = {}
+        for modality, name in MODALITY_TOKENS.items():
+            token_id = getattr(self.config, f"{name}_token_id")
+            if self.config.modality_config(modality) is None or token_id is None:
+                continue
+            if input_ids is not None:
+                masks[name] = input_ids == token_id
+            else:
+                token = torch.full((), token_id, dtype=torch.long, device=inputs_embeds.device)
+                masks[name] = (inputs_embeds == self.get_input_embeddings()(token)).all(-1)
+        return masks
+
+    def _media_to_encode(
+        self, placeholder_masks: dict[str, torch.Tensor], media: dict[str, dict[str, torch.Tensor]], continuing: bool
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """The media of this call that still have to reach GPT-2. When a generation continues from a cache, the
+        media given again (as Transformers' `generate` does, and assistants) were consumed at prefill: their
+        placeholders are in the cache, not among the new tokens. New media at a continuation are spliced in; with
+        cross-attention they cannot come later, since the cached text attended to its sample's media only."""
+        if not continuing:
+            return media
+        kept = {}
+        for name, inputs in media.items():
+            if not bool(placeholder_masks[name].any()):
+                continue
+            modality = "vision" if name == "image" else "audio"
+            if self.config.fusion[modality] == "cross_attention":
+                raise ValueError(
+                    f"New <{name}> markers after the prefill: with cross-attention fusion every text token attends to "
+                    "all the media of its sample, so all media must be given with the first call (the prompt)."
+                )
+            kept[name] = inputs
+        return kept
 
     # ----- fusion -----------------------------------------------------------------------------------------------
 
-    def _splice(
-        self, input_ids: torch.Tensor, inputs_embeds: torch.Tensor, token_id: int, tokens: torch.Tensor, name: str
-    ) -> torch.Tensor:
-        """Write media `tokens` (num_tokens, hidden) over the placeholder positions of `inputs_embeds` (LLaVA)."""
-        placeholder_mask = input_ids == token_id
-        num_placeholders = int(placeholder_mask.sum())
-        if num_placeholders != tokens.shape[0]:
-            raise ValueError(
-                f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {num_placeholders}, "
-                f"features: {tokens.shape[0]}. Build the inputs with MultimodalGPTProcessor, which expands each "
-                f"<{name}> to the right count."
-            )
-        return inputs_embeds.masked_scatter(placeholder_mask.unsqueeze(-1), tokens.to(inputs_embeds.dtype))
+    def _fuse_media(
+        self,
+        inputs_embeds: torch.Tensor,
+        placeholder_masks: dict[str, torch.Tensor],
+        media: dict[str, dict[str, torch.Tensor]],
+        sharded: bool,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], dict[str, MultimodalGPTMediaOutput]]:
+        """Encode the media of this call; splice the tokens of spliced fusions into `inputs_embeds`, and return the
+        cross-attention media grouped by sample [(media (B, M, D), mask (B, M))] and the encoders' outputs. Sharded
+        engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every rank alike:
+        a rank without images or audio encodes a blank medium where the real one would run."""
+        encoded = {}
+        cross_media = []
+        for name in ("image", "audio"):  # a fixed order: sharded ranks must run the same modules in the same order
+            modality = "vision" if name == "image" else "audio"
+            if name not in media:
+                if sharded and getattr(self, f"{modality}_tower") is not None:
+                    blank = self._encode_blank_image if name == "image" else self._encode_blank_audio
+                    inputs_embeds = inputs_embeds + blank(inputs_embeds).sum() * 0.0
+                continue
+            inputs = media[name]
+            features = self.get_image_features(**inputs) if name == "image" else self.get_audio_features(**inputs)
+            encoded[name] = features
+            tokens, token_mask = features.pooler_output, features.pooler_output_mask
+            placeholders = placeholder_masks[name]
+            if self.config.fusion[modality] == "cross_attention":
+                check_media_count(name, placeholders.sum(), tokens.shape[0], cross_attention=True)
+                cross_media.append(media_per_sample(placeholders, tokens, token_mask))
+            else:
+                check_media_count(name, placeholders.sum(), token_mask.sum(), cross_attention=False)
+                inputs_embeds = splice_media_tokens(inputs_embeds, placeholders, tokens, token_mask)
+        return inputs_embeds, cross_media, encoded
 
-    def _media_per_sample(
-        self, input_ids: torch.Tensor, media: list[tuple[int, torch.Tensor, torch.Tensor, str]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Group cross-attention media by sample: each medium belongs to the row of its marker token.
-        media: (token_id, tokens (N, L, D), mask (N, L), name) -> (B, M, D) and mask (B, M)."""
-        per_sample: list[list[torch.Tensor]] = [[] for _ in range(input_ids.shape[0])]
-        for token_id, tokens, mask, name in media:
-            rows = (input_ids == token_id).nonzero()[:, 0].tolist()
-            if len(rows) != tokens.shape[0]:
-                raise ValueError(
-                    f"{name.capitalize()} features and <{name}> tokens do not match, tokens: {len(rows)}, "
-                    f"features: {tokens.shape[0]} (with cross-attention fusion each <{name}> stays one marker token)."
-                )
-            for row, medium, medium_mask in zip(rows, tokens, mask):
-                per_sample[row].append(medium[medium_mask])
-        samples = [torch.cat(items) if items else tokens.new_zeros(0, tokens.shape[-1]) for items in per_sample]
-        lengths = torch.tensor([len(sample) for sample in samples], device=input_ids.device)
-        media_embeds = nn.utils.rnn.pad_sequence(samples, batch_first=True)
-        media_mask = torch.arange(media_embeds.shape[1], device=input_ids.device)[None, :] < lengths[:, None]
-        return media_embeds, media_mask
+    def _cross_attention_media(
+        self,
+        cross_media: list[tuple[torch.Tensor, torch.Tensor]],
+        cache: Cache | None,
+        inputs_embeds: torch.Tensor,
+        sharded: bool,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The media keys and values of the gated cross-attention layers (B, layers, 2, heads, M, head_dim) and
+        their mask (B, M): projected once from this call's media and kept in the cache, or read from the cache."""
+        if cross_media:
+            media_embeds = torch.cat([embeds for embeds, _ in cross_media], dim=1)
+            media_mask = torch.cat([mask for _, mask in cross_media], dim=1)
+        elif isinstance(cache, MultimodalGPTCache) and cache.has_media:
+            return cache.media_key_values, cache.media_mask
+        elif sharded:
+            # every rank runs the same modules: with no valid media they leave the text as it is
+            media_embeds = inputs_embeds.new_zeros(inputs_embeds.shape[0], 1, inputs_embeds.shape[-1])
+            media_mask = torch.zeros(media_embeds.shape[:2], dtype=torch.bool, device=media_embeds.device)
+        else:
+            return None, None
+        media_key_values = self.cross_attention_key_values(media_embeds)
+        if isinstance(cache, MultimodalGPTCache) and cross_media:
+            cache.set_media(media_key_values, media_mask)
+        return media_key_values, media_mask
 
     def _absent_modality_anchor(self, present: set[str]) -> torch.Tensor | float:
         """0 times the trainable parameters of modalities absent from this batch: keeps every parameter in the
@@ -334,6 +309,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             m for m, f in self.config.fusion.items() if f == "cross_attention"
         }:
             modules += [block.gated_cross_attention for block in self.language_model.h if block.gated_cross_attention]
+            modules.append(self.cross_attention_key_values)
         parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
         return sum(p.sum() for p in parameters) * 0.0 if parameters else 0.0
 
@@ -354,7 +330,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         ranks without images only, would not match the other ranks'."""
         vision_config = self.config.vision_config
         shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
-        return self.get_image_features(like.new_zeros(shape))
+        return self.get_image_features(like.new_zeros(shape)).pooler_output
 
     def _encode_blank_audio(self, like: torch.Tensor) -> torch.Tensor:
         """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
@@ -363,11 +339,10 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         if self.audio_tower.main_input_name == "input_features":
             audio_config = self.config.audio_config
             shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
-            tokens, _ = self.get_audio_features(input_features=like.new_zeros(shape))
-        else:
-            tokens, _ = self.get_audio_features(input_values=like.new_zeros(1, 16000))
-        return tokens
+            return self.get_audio_features(input_features=like.new_zeros(shape)).pooler_output
+        return self.get_audio_features(input_values=like.new_zeros(1, 16000)).pooler_output
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -380,82 +355,77 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         input_features_mask: torch.Tensor | None = None,
         input_values: torch.FloatTensor | None = None,
         input_values_mask: torch.Tensor | None = None,
-        media_embeds: torch.FloatTensor | None = None,
-        media_mask: torch.BoolTensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Any,
     ) -> MultimodalGPTModelOutputWithPast:
         r"""
         input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
-            Token ids, with `<image>` / `<audio>` placeholders expanded by the processor.
+            Token ids, with `<image>` / `<audio>` placeholders expanded by the processor. Or `inputs_embeds`
+            (batch_size, sequence_length, hidden_size): the placeholders are then found by their embedding.
         pixel_values (`torch.FloatTensor` of shape `(num_images, channels, height, width)`, *optional*):
             All images of the batch, in the order of their placeholders (row by row).
         input_features (`torch.FloatTensor` of shape `(num_clips, num_mel_bins, frames)`, *optional*):
             Log-mel features for Whisper-style audio towers, with `input_features_mask` `(num_clips, frames)`.
         input_values (`torch.FloatTensor` of shape `(num_clips, samples)`, *optional*):
             Waveforms for wav2vec2-style audio towers, with `input_values_mask` `(num_clips, samples)`.
-        media_embeds, media_mask (*optional*):
-            Cross-attention media encoded by an earlier call (`generate()` passes them at each decoding step).
+        cache (`Cache`, *optional*):
+            The cache of earlier calls. With cross-attention fusion it becomes a `MultimodalGPTCache`, which also
+            holds the media keys and values: later calls need no media. Media given again when continuing from a
+            cache (as `generate` does) are recognised as already consumed and not encoded twice.
+
+        Floating-point media of another dtype are cast to the tower's; `return_dict=False` gives a tuple.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Give exactly one of input_ids and inputs_embeds.")
-        has_vision = pixel_values is not None
-        has_audio = input_features is not None or input_values is not None
-        if (has_vision or has_audio) and input_ids is None:
-            raise ValueError("Media inputs need input_ids, whose placeholders say where each medium goes.")
-        sequence = input_ids if input_ids is not None else inputs_embeds[..., 0]
-        check_sequence_length(sequence.shape[1], cache, self.config.text_config.n_positions)
+        compiling = is_torchdynamo_compiling()
+        past_length = cache.get_seq_length() if cache is not None and not compiling else 0
+        check_text_inputs(input_ids, inputs_embeds, attention_mask, None if compiling else past_length)
+        sequence_length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if not compiling:
+            check_sequence_length(sequence_length, cache, self.config.text_config.n_positions)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        if input_ids is not None and (cache is None or cache.get_seq_length() == 0):
-            check_placeholders_have_media(input_ids, self.config, has_vision, has_audio, media_embeds)
+        use_cache = use_cache if use_cache is not None else self.config.text_config.use_cache
+        if use_cache and cache is None:
+            cache = DynamicCache(config=self.config.text_config)
+        if self.config.cross_attention_layers and cache is not None and not isinstance(cache, MultimodalGPTCache):
+            cache = MultimodalGPTCache(cache)  # the media keys and values will live in the cache too
+
+        placeholder_masks = self.get_placeholder_masks(input_ids, inputs_embeds)
+        media = {}
+        if pixel_values is not None:
+            media["image"] = {"pixel_values": pixel_values}
+        if input_features is not None or input_values is not None:
+            media["audio"] = {
+                "input_features": input_features,
+                "input_features_mask": input_features_mask,
+                "input_values": input_values,
+                "input_values_mask": input_values_mask,
+            }
+        media = self._media_to_encode(placeholder_masks, media, continuing=past_length > 0)
+        if past_length == 0:
+            given = {name: name in media or self._cache_has_media(cache) for name in placeholder_masks}
+            check_placeholders_have_media(placeholder_masks, given)
 
         training = self.training and torch.is_grad_enabled()
-        # Sharded engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every
-        # rank alike: a rank without images or audio encodes a blank medium at the same point instead.
         sharded = training and self._parameters_are_sharded()
-        cross_media = []
-        if has_vision:
-            image_tokens = self.get_image_features(pixel_values)
-            if self.config.fusion["vision"] == "cross_attention":
-                image_mask = image_tokens.new_ones(image_tokens.shape[:2], dtype=torch.bool)
-                cross_media.append((self.config.image_token_id, image_tokens, image_mask, "image"))
-            else:
-                inputs_embeds = self._splice(
-                    input_ids, inputs_embeds, self.config.image_token_id, image_tokens.flatten(0, 1), "image"
-                )
-        elif sharded and self.vision_tower is not None:
-            inputs_embeds = inputs_embeds + self._encode_blank_image(inputs_embeds).sum() * 0.0
-        if has_audio:
-            audio_tokens, audio_mask = self.get_audio_features(
-                input_features, input_features_mask, input_values, input_values_mask
-            )
-            if self.config.fusion["audio"] == "cross_attention":
-                cross_media.append((self.config.audio_token_id, audio_tokens, audio_mask, "audio"))
-            else:
-                inputs_embeds = self._splice(
-                    input_ids, inputs_embeds, self.config.audio_token_id, audio_tokens[audio_mask], "audio"
-                )
-        elif sharded and self.audio_tower is not None:
-            inputs_embeds = inputs_embeds + self._encode_blank_audio(inputs_embeds).sum() * 0.0
-        if cross_media:
-            media_embeds, media_mask = self._media_per_sample(input_ids, cross_media)
-        if sharded and self.config.cross_attention_layers and media_embeds is None:
-            # every rank runs the gated cross-attention layers; with no valid media they leave the text as it is
-            media_embeds = inputs_embeds.new_zeros(inputs_embeds.shape[0], 1, inputs_embeds.shape[-1])
-            media_mask = torch.zeros(media_embeds.shape[:2], dtype=torch.bool, device=media_embeds.device)
-        elif training and not sharded:
-            present = {modality for modality, given in (("vision", has_vision), ("audio", has_audio)) if given}
+        inputs_embeds, cross_media, encoded = self._fuse_media(inputs_embeds, placeholder_masks, media, sharded)
+        if training and not sharded:
+            present = {modality for modality, name in MODALITY_TOKENS.items() if name in media}
             inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
 
+        media_key_values = media_mask = None
         if self.config.cross_attention_layers:
-            kwargs.update(media_embeds=media_embeds, media_mask=media_mask)
+            media_key_values, media_mask = self._cross_attention_media(cross_media, cache, inputs_embeds, sharded)
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             cache=cache,
             use_cache=use_cache,
+            # GPT-2 hands these to every block positionally (reentrant gradient checkpointing sees them as inputs);
+            # a 4-D mask reaches the blocks as it is
+            encoder_hidden_states=media_key_values,
+            encoder_attention_mask=media_mask[:, None, None, :] if media_mask is not None else None,
+            return_dict=True,
             **kwargs,
         )
         return MultimodalGPTModelOutputWithPast(
@@ -463,9 +433,13 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            media_embeds=media_embeds,
-            media_mask=media_mask,
+            image_outputs=encoded.get("image"),
+            audio_outputs=encoded.get("audio"),
         )
+
+    @staticmethod
+    def _cache_has_media(cache: Cache | None) -> bool:
+        return isinstance(cache, MultimodalGPTCache) and cache.has_media
 
 
 class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin):
@@ -503,10 +477,12 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
     def language_model(self) -> GPT2Model:
         return self.model.language_model
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> MultimodalGPTMediaOutput:
+        """See [`MultimodalGPTModel.get_image_features`]."""
         return self.model.get_image_features(pixel_values, **kwargs)
 
-    def get_audio_features(self, **audio_inputs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_audio_features(self, **audio_inputs: Any) -> MultimodalGPTMediaOutput:
+        """See [`MultimodalGPTModel.get_audio_features`]."""
         return self.model.get_audio_features(**audio_inputs)
 
     # ----- freezing ---------------------------------------------------------------------------------------------
@@ -534,6 +510,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
 
     # ----- forward ----------------------------------------------------------------------------------------------
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -546,8 +523,6 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         input_features_mask: torch.Tensor | None = None,
         input_values: torch.FloatTensor | None = None,
         input_values_mask: torch.Tensor | None = None,
-        media_embeds: torch.FloatTensor | None = None,
-        media_mask: torch.BoolTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
@@ -572,9 +547,8 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
             input_features_mask=input_features_mask,
             input_values=input_values,
             input_values_mask=input_values_mask,
-            media_embeds=media_embeds,
-            media_mask=media_mask,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden_states = outputs.last_hidden_state
@@ -603,8 +577,8 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
             cache=outputs.cache,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            media_embeds=outputs.media_embeds,
-            media_mask=outputs.media_mask,
+            image_outputs=outputs.image_outputs,
+            audio_outputs=outputs.audio_outputs,
         )
 
     # ----- building from pretrained parts -----------------------------------------------------------------------
@@ -615,14 +589,18 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         text_model: str | os.PathLike,
         vision_model: str | os.PathLike | None = None,
         audio_model: str | os.PathLike | None = None,
+        tokenizer: Any = None,
         **config_kwargs: Any,
     ) -> "MultimodalGPTForConditionalGeneration":
         """One model from separately pretrained checkpoints (Hub ids or local folders), like
         `VisionEncoderDecoderModel.from_encoder_decoder_pretrained`: a GPT-2, a vision model and/or an audio model.
         Their weights are carried over exactly; `<image>` / `<audio>` are added to GPT-2's vocabulary (the same ids
         as `MultimodalGPTProcessor.from_pretrained_parts` gives), and the LM head stays tied to the embeddings.
-        `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`)."""
-        tokenizer = AutoTokenizer.from_pretrained(text_model)
+        `config_kwargs` go to [`MultimodalGPTConfig`] (e.g. `fusion="resampler"`).
+
+        `tokenizer` (optional) replaces the tokenizer saved with `text_model`; either must cover every row of
+        GPT-2's embedding matrix (a folder without tokenizer files is an error, never a shrunken vocabulary)."""
+        tokenizer = load_text_tokenizer(text_model, tokenizer)
         add_multimodal_tokens(tokenizer)
         config = MultimodalGPTConfig.from_pretrained_parts(
             text_model, vision_model, audio_model, tokenizer=tokenizer, **config_kwargs
@@ -642,6 +620,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         model.tie_weights()
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
         return model
 
 

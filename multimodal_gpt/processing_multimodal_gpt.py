@@ -32,6 +32,7 @@ from .configuration_multimodal_gpt import (
     add_multimodal_tokens,
     count_audio_tokens,
     count_image_tokens,
+    load_text_tokenizer,
 )
 
 try:
@@ -43,6 +44,25 @@ try:
 except ImportError:  # optional: only needed when a clip's sampling rate differs from the feature extractor's
     soxr = None
 
+# Chat messages in the format of LLaVA's and Qwen2-Audio's processors: `{"role": ..., "content": str or [{"type":
+# "image"}, {"type": "audio"}, {"type": "text", "text": ...}]}`. The model is trained on prompts whose media come
+# where their items are and whose answer starts with one space (`multimodal_gpt.data.tasks`): a user turn renders as
+# its items in order, an assistant turn as " " + its text + eos. The generation prompt adds nothing: the model writes
+# the space.
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ ' ' }}{%- endif -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for item in message['content'] -%}"
+    "{%- if item['type'] == 'image' -%}"
+    + IMAGE_TOKEN
+    + "{%- elif item['type'] == 'audio' -%}"
+    + AUDIO_TOKEN
+    + "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- endif -%}"
+    "{%- endfor -%}"
+)
 PLACEHOLDER_PATTERN = re.compile(f"({re.escape(IMAGE_TOKEN)}|{re.escape(AUDIO_TOKEN)})")
 SUB_PROCESSORS = ("image_processor", "feature_extractor", "tokenizer")
 
@@ -63,7 +83,9 @@ class MultimodalGPTProcessor(ProcessorMixin):
         media_token_spec (`dict`):
             How many tokens a medium becomes: `MultimodalGPTConfig.media_token_spec()` of the model.
         chat_template (`str`, *optional*):
-            A Jinja template for chat-formatted prompts.
+            A Jinja template for chat messages (`apply_chat_template`); defaults to `DEFAULT_CHAT_TEMPLATE`, which
+            takes LLaVA / Qwen2-Audio style messages whose content items are `{"type": "image"}`, `{"type":
+            "audio"}` and `{"type": "text", "text": ...}`, in the prompt format the model is trained on.
 
     Whisper-style towers take exactly 30 s of log-mel frames, so their clips are padded to 30 s (the encoder
     refuses anything else), but only the frames of the real clip become tokens: a 1 s clip gives as few tokens with
@@ -103,6 +125,7 @@ class MultimodalGPTProcessor(ProcessorMixin):
             raise ValueError("The tokenizer lacks <image> / <audio>: call multimodal_gpt.add_multimodal_tokens on it.")
         self.image_token_id = vocab[IMAGE_TOKEN]
         self.audio_token_id = vocab[AUDIO_TOKEN]
+        chat_template = chat_template if chat_template is not None else DEFAULT_CHAT_TEMPLATE
         super().__init__(**{name: given[name] for name in present}, chat_template=chat_template, **kwargs)
 
     @classmethod
@@ -129,14 +152,17 @@ class MultimodalGPTProcessor(ProcessorMixin):
         vision_model: str | os.PathLike | None = None,
         audio_model: str | os.PathLike | None = None,
         config: MultimodalGPTConfig | None = None,
+        tokenizer: Any = None,
         **config_kwargs: Any,
     ) -> "MultimodalGPTProcessor":
         """The processor for a model built by `MultimodalGPTForConditionalGeneration.from_pretrained_parts` from the
         same parts: GPT-2's tokenizer with the same added special tokens, the towers' image processor and feature
         extractor. Pass that model's `config` (or the same `config_kwargs`, e.g. `fusion="resampler"`) so that the
-        media token counts agree."""
-        tokenizer = AutoTokenizer.from_pretrained(text_model)
+        media token counts agree. `tokenizer` (optional) replaces the one saved with `text_model`, as in the
+        model's `from_pretrained_parts`."""
+        tokenizer = load_text_tokenizer(text_model, tokenizer)
         add_multimodal_tokens(tokenizer)
+        tokenizer.padding_side = "left"  # batched generation continues every prompt at its end
         if config is None:
             config = MultimodalGPTConfig.from_pretrained_parts(
                 text_model, vision_model, audio_model, tokenizer=tokenizer, **config_kwargs
@@ -240,6 +266,8 @@ class MultimodalGPTProcessor(ProcessorMixin):
             media.update(audio_inputs)
         expanded = self._expand_placeholders(texts, image_counts, audio_counts)
         text_inputs = self.tokenizer(expanded, **text_kwargs)
+        if return_tensors is not None:  # as lists, an empty prompt is fine (a collator adds bos to it)
+            self._check_no_text_is_empty(text_inputs["input_ids"], texts)
         self._check_no_media_span_was_cut(text_inputs["input_ids"], expanded)
         return BatchFeature(data={**text_inputs, **media}, tensor_type=return_tensors)
 
@@ -317,6 +345,15 @@ class MultimodalGPTProcessor(ProcessorMixin):
             expanded.append("".join(pieces))
         return expanded
 
+    @staticmethod
+    def _check_no_text_is_empty(input_ids: Any, texts: list[str]) -> None:
+        for index, ids in enumerate(input_ids):
+            if len(ids) == 0:
+                raise ValueError(
+                    f"Text {index} ({texts[index]!r}) gives no tokens, so no tensor for the model: it needs at least "
+                    "one token to continue from. Give a prompt, or the tokenizer's bos_token to generate from nothing."
+                )
+
     def _check_no_media_span_was_cut(self, input_ids: Any, expanded: list[str]) -> None:
         for index, (ids, text) in enumerate(zip(input_ids, expanded)):
             ids = ids.tolist() if hasattr(ids, "tolist") else list(ids)
@@ -391,4 +428,4 @@ def decode_audio_file(source: Any) -> tuple[np.ndarray, int]:
     return array.T if array.ndim == 2 else array, rate
 
 
-__all__ = ["MultimodalGPTProcessor"]
+__all__ = ["DEFAULT_CHAT_TEMPLATE", "MultimodalGPTProcessor"]

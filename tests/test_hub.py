@@ -37,6 +37,9 @@ MODEL_HUB_FILES = [
     "fusion_multimodal_gpt.py",
     "towers_multimodal_gpt.py",
     "generation_multimodal_gpt.py",
+    "cache_multimodal_gpt.py",
+    "outputs_multimodal_gpt.py",
+    "pretrained_multimodal_gpt.py",
     # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the processing
     "pipeline_multimodal_gpt.py",
     "processing_multimodal_gpt.py",

@@ -60,7 +60,7 @@ def test_vision_towers_times_fusions(tower, fusion):
     open_gates(model)
     count = model.config.num_image_tokens()  # placeholders; cross-attention keeps one marker and attends to patches
     num_features = 16 if fusion == "cross_attention" else count
-    assert model.get_image_features(image_input(2)).shape[:2] == (2, num_features)
+    assert model.get_image_features(image_input(2)).pooler_output.shape[:2] == (2, num_features)
     input_ids = torch.tensor([sample(model, "image", count), sample(model, "image", count)])
     outputs = model(input_ids=input_ids, pixel_values=image_input(2), labels=input_ids)
     outputs.loss.backward()
@@ -75,7 +75,7 @@ def test_audio_towers_times_fusions_with_variable_lengths(tower, fusion):
     lengths = [17, 43] if tower == "whisper" else [1200, 2900]  # mel frames / samples
     audio = audio_input(model, lengths)
     counts = [model.config.num_audio_tokens(length) for length in lengths]
-    tokens, mask = model.get_audio_features(**audio)
+    mask = model.get_audio_features(**audio).pooler_output_mask
     if fusion != "cross_attention":
         assert mask.sum(-1).tolist() == counts
     if fusion not in ("resampler", "cross_attention"):
@@ -184,7 +184,7 @@ def test_frozen_tower_builds_no_graph():
     model.get_image_features(image_input(1))
     assert captured["out"].last_hidden_state.requires_grad
     model.freeze_towers("vision")
-    features = model.get_image_features(image_input(1))
+    features = model.get_image_features(image_input(1)).pooler_output
     assert not captured["out"].last_hidden_state.requires_grad  # the tower ran under no_grad
     assert features.requires_grad  # the projector still trains
 
@@ -194,7 +194,8 @@ def test_freeze_methods():
     model.freeze_all_but_fusion()
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable
-    assert all(("fusion" in name or "gated_cross_attention" in name) for name in trainable), trainable
+    fusion_parts = ("fusion", "gated_cross_attention", "cross_attention_key_values")
+    assert all(any(part in name for part in fusion_parts) for name in trainable), trainable
     assert any("gated_cross_attention" in name for name in trainable)
     model.requires_grad_(True)
     model.freeze_language_model()
@@ -267,3 +268,37 @@ class TestBadInput:
         model = tiny_model(fusion="mlp")
         with pytest.raises(ValueError, match="300 tokens .* more than GPT-2's 256 positions"):
             model(input_ids=torch.ones(1, 300, dtype=torch.long))
+
+    def test_attention_mask_of_the_wrong_shape(self):
+        model = tiny_model(fusion="mlp")
+        with pytest.raises(ValueError, match=r"attention_mask has shape \(2, 3\), expected .* = \(2, 6\)"):
+            model(input_ids=TEXT, attention_mask=torch.ones(2, 3, dtype=torch.long))
+
+    @pytest.mark.parametrize(
+        ("pixel_values", "message"),
+        [
+            (
+                torch.zeros(1, 3, 8, 8, dtype=torch.uint8),
+                "pixel_values must be a floating-point tensor .* torch.uint8",
+            ),
+            (torch.full((1, 3, 8, 8), float("nan")), "pixel_values hold NaN or infinite values"),
+        ],
+    )
+    def test_integer_or_nan_pixel_values(self, pixel_values, message):
+        model = tiny_model(fusion="mlp")
+        with pytest.raises(ValueError, match=message):
+            model(input_ids=torch.tensor([sample(model, "image", 16)]), pixel_values=pixel_values)
+
+    def test_one_dimensional_input_ids(self):
+        model = tiny_model(fusion="mlp")
+        with pytest.raises(ValueError, match=r"input_ids must have shape \(batch_size, sequence_length\), got \(6,\)"):
+            model(input_ids=TEXT[0])
+
+    def test_half_precision_audio_features_are_cast_to_the_tower(self):
+        """fp16 log-mel features (e.g. from a pipeline run in half precision) reach a float32 Whisper tower."""
+        model = tiny_model(vision=None, audio="whisper", fusion="mlp")
+        audio = audio_input(model, 40)
+        input_ids = torch.tensor([sample(model, "audio", model.config.num_audio_tokens(40))])
+        expected = model(input_ids=input_ids, **audio).logits
+        audio["input_features"] = audio["input_features"].half()
+        torch.testing.assert_close(model(input_ids=input_ids, **audio).logits, expected, rtol=1e-2, atol=1e-2)

@@ -10,7 +10,8 @@ from transformers import (
     WhisperForConditionalGeneration,
 )
 
-from multimodal_gpt import MultimodalGPTForConditionalGeneration, add_multimodal_tokens
+from multimodal_gpt import MultimodalGPTForConditionalGeneration, MultimodalGPTProcessor, add_multimodal_tokens
+from multimodal_gpt.generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS
 from tests.tiny_models import save_pretrained_parts
 
 
@@ -70,3 +71,58 @@ def test_saved_and_reloaded_model_from_parts(parts, tmp_path):
 def test_parts_must_start_from_gpt2(parts):
     with pytest.raises(ValueError, match="must be a GPT-2 checkpoint, got 'whisper'"):
         MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["whisper"])
+
+
+def test_a_text_folder_without_tokenizer_is_an_error_never_a_shrunken_vocabulary(parts, tmp_path):
+    """AutoTokenizer gives a 1-token tokenizer for a folder without tokenizer files: resizing to it would cut
+    GPT-2's embedding matrix down to a few rows."""
+    bare = tmp_path / "gpt2_without_tokenizer"
+    GPT2LMHeadModel.from_pretrained(parts["gpt2"]).save_pretrained(bare)
+    with pytest.raises(ValueError, match="has 1 tokens but the embedding matrix .* has 257 rows"):
+        MultimodalGPTForConditionalGeneration.from_pretrained_parts(bare, vision_model=parts["clip"])
+    with pytest.raises(ValueError, match="has 1 tokens"):
+        MultimodalGPTProcessor.from_pretrained_parts(bare, vision_model=parts["clip"])
+    tokenizer = AutoTokenizer.from_pretrained(parts["gpt2"])  # an explicit tokenizer is fine
+    model = MultimodalGPTForConditionalGeneration.from_pretrained_parts(
+        bare, vision_model=parts["clip"], tokenizer=tokenizer
+    )
+    assert model.config.text_config.vocab_size == 257 + 3
+
+
+def test_a_tokenizer_smaller_than_the_embedding_matrix_is_an_error(parts):
+    small = AutoTokenizer.from_pretrained(parts["gpt2"])
+    small = type(small)(vocab=dict(list(small.get_vocab().items())[:100]), merges=[], unk_token="<|endoftext|>")
+    with pytest.raises(ValueError, match=r"has \d+ tokens but the embedding matrix .* has 257 rows"):
+        MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"], tokenizer=small)
+
+
+def test_built_models_carry_decoding_defaults_and_left_padding(parts):
+    """A bare generate() and the pipelines use the model's own decoding defaults (not transformers' 20 tokens), and
+    a batched generate(**processor(..., padding=True)) equals one-by-one generation."""
+    model = MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"], vision_model=parts["clip"])
+    processor = MultimodalGPTProcessor.from_pretrained_parts(parts["gpt2"], vision_model=parts["clip"])
+    assert model.generation_config.max_new_tokens == DEFAULT_MAX_NEW_TOKENS
+    assert processor.tokenizer.padding_side == "left"
+    prompts = ["a photo of", "a much longer photo caption of"]
+    settings = dict(max_new_tokens=4, min_new_tokens=4, do_sample=False)
+    batch = processor(text=prompts, padding=True, return_tensors="pt")
+    batched = model.generate(**batch, **settings)[:, -4:]
+    for row, prompt in enumerate(prompts):
+        alone = model.generate(**processor(text=prompt, return_tensors="pt"), **settings)[:, -4:]
+        assert batched[row].tolist() == alone[0].tolist()
+
+
+def test_a_training_run_saves_its_decoding_settings(parts, tmp_path):
+    from transformers import GenerationConfig
+
+    from multimodal_gpt.training.arguments import DataArguments
+    from multimodal_gpt.training.run import set_decoding_defaults
+
+    model = MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"])
+    processor = MultimodalGPTProcessor.from_pretrained_parts(parts["gpt2"])
+    processor.tokenizer.padding_side = "right"  # e.g. a checkpoint saved before processors padded on the left
+    set_decoding_defaults(model, processor, DataArguments(task="captioning", max_new_tokens=7, num_beams=3))
+    model.save_pretrained(tmp_path)
+    saved = GenerationConfig.from_pretrained(tmp_path)
+    assert (saved.max_new_tokens, saved.num_beams) == (7, 3)
+    assert processor.tokenizer.padding_side == "left"

@@ -25,7 +25,9 @@ from tests.tiny_models import AUDIO_TOKEN_ID, IMAGE_TOKEN_ID, audio_input, image
 GPT2_LORA = re.compile(
     r"model\.language_model\.h\.\d+\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.lora_[AB]\."
 )
-FUSION_COPY = re.compile(r"model\.(vision_fusion|audio_fusion|language_model\.h\.\d+\.gated_cross_attention)\.")
+FUSION_COPY = re.compile(
+    r"model\.(vision_fusion|audio_fusion|cross_attention_key_values|language_model\.h\.\d+\.gated_cross_attention)\."
+)
 TOKEN_ROWS = "model.language_model.wte.token_adapter.trainable_tokens_delta"
 
 

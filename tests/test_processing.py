@@ -35,13 +35,13 @@ def media_feature_counts(model, inputs) -> tuple[int, int]:
     """How many media tokens the model produces for these inputs (0 where a modality is absent)."""
     images = audio = 0
     if "pixel_values" in inputs:
-        features = model.get_image_features(inputs["pixel_values"])
+        features = model.get_image_features(inputs["pixel_values"]).pooler_output
         images = (
             features.shape[0] if model.config.fusion["vision"] == "cross_attention" else features.shape[:2].numel()
         )
     audio_keys = {k: v for k, v in inputs.items() if k.startswith(("input_values", "input_features"))}
     if audio_keys:
-        _, mask = model.get_audio_features(**audio_keys)
+        mask = model.get_audio_features(**audio_keys).pooler_output_mask
         audio = mask.shape[0] if model.config.fusion["audio"] == "cross_attention" else int(mask.sum())
     return images, audio
 
@@ -266,3 +266,9 @@ def test_processor_loads_as_remote_code_in_a_fresh_interpreter(tmp_path):
         sampling_rate=16000,
     )["input_ids"][0]
     assert completed.stdout.strip() == str(expected)
+
+
+def test_an_empty_text_is_a_clear_error():
+    processor, _ = tiny_processor_and_model(fusion="mlp")
+    with pytest.raises(ValueError, match="Text 0 \\(''\\) gives no tokens"):
+        processor(text="", return_tensors="pt")

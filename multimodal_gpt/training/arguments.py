@@ -83,8 +83,14 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many evaluation rows."})
     max_length: int = field(default=256, metadata={"help": "Longest training sequence, media tokens included."})
-    max_new_tokens: int = field(default=48, metadata={"help": "Longest generated output in evaluation."})
-    num_beams: int = field(default=1, metadata={"help": "Beam width of generation in evaluation (1: greedy)."})
+    max_new_tokens: int = field(
+        default=48,
+        metadata={"help": "Longest generated output in evaluation; saved as the model's generate() default."},
+    )
+    num_beams: int = field(
+        default=1,
+        metadata={"help": "Beam width of generation in evaluation (1: greedy); saved as the generate() default."},
+    )
     eval_splits: str = field(
         default="validation",
         metadata={"help": "Comma-separated splits scored after training (e.g. 'validation,test')."},

@@ -7,8 +7,9 @@ What `lora_config_for` targets, by module name (relative to `MultimodalGPTForCon
   is never hit; with `target="language_model+towers"` also every `nn.Linear` of the vision and audio towers (but their
   poolers and pooling heads, whose outputs the model never uses).
 - Trained in full and saved with the adapter (`modules_to_save`): the fusion, i.e. `model.vision_fusion` and
-  `model.audio_fusion` (projectors or resamplers) and the gated cross-attention layers that live inside GPT-2's blocks
-  (`model.language_model.h.<i>.gated_cross_attention`). PEFT never puts LoRA inside a module to save.
+  `model.audio_fusion` (projectors or resamplers), the gated cross-attention layers that live inside GPT-2's blocks
+  (`model.language_model.h.<i>.gated_cross_attention`) and the projection of the media into their keys and values
+  (`model.cross_attention_key_values`). PEFT never puts LoRA inside a module to save.
 - Optionally (`train_new_tokens=True`), the embedding rows of the tokens added to GPT-2's vocabulary (`<image>`,
   `<audio>`, `<|pad|>`) through PEFT's `trainable_token_indices`: only those rows train, on the tied `wte` and
   `lm_head` together, and only those rows are saved.
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 LANGUAGE_MODEL_TARGETS = r"model\.language_model\.h\.\d+\.(?:attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)"
 ADAPTER_CONFIG_NAME = "adapter_config.json"
-FUSION_MODULES = ("vision_fusion", "audio_fusion", "gated_cross_attention")
+FUSION_MODULES = ("vision_fusion", "audio_fusion", "gated_cross_attention", "cross_attention_key_values")
 LORA_TARGETS = ("language_model", "language_model+towers")
 
 

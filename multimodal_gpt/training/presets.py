@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..configuration_multimodal_gpt import MultimodalGPTConfig, add_multimodal_tokens
+from ..generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
 from .tokenizer import load_or_train_tokenizer
@@ -79,6 +80,7 @@ def build_model_and_processor(
     model = MultimodalGPTForConditionalGeneration(config)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
         setattr(model.generation_config, key, token_ids[key])
+    model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
     return model, MultimodalGPTProcessor.from_config(config, tokenizer)
 
 

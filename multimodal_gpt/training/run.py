@@ -59,6 +59,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             fusion=model_args.fusion,
             max_length=data_args.max_length,
         )
+    set_decoding_defaults(model, processor, data_args)
     apply_freezing(model, model_args)
     if model_args.lora_r and not is_peft_model(model):
         model = prepare_lora(model, processor, model_args, training_args)
@@ -199,6 +200,15 @@ def save_merged_lora(adapter_dir: Path, merged_dir: Path, processor: Any) -> Non
     base = MultimodalGPTForConditionalGeneration.from_pretrained(lora_base_model(adapter_dir))
     merge_lora(load_lora(base, adapter_dir)).save_pretrained(merged_dir)
     processor.save_pretrained(merged_dir)
+
+
+def set_decoding_defaults(model: torch.nn.Module, processor: Any, data_args: DataArguments) -> None:
+    """The run's decoding settings go into the saved `generation_config.json`, so that a bare `generate()` and the
+    pipelines decode the trained model as its evaluation did; prompts are padded on the left for batched generation
+    (also for a checkpoint saved before processors did so)."""
+    model.generation_config.max_new_tokens = data_args.max_new_tokens
+    model.generation_config.num_beams = data_args.num_beams
+    processor.tokenizer.padding_side = "left"
 
 
 def apply_freezing(model: MultimodalGPTForConditionalGeneration, model_args: ModelArguments) -> None:

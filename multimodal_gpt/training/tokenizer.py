@@ -68,7 +68,7 @@ def train_bpe_tokenizer(
 
     Returns:
         [`GPT2Tokenizer`]: bos = eos = unk = `<|endoftext|>`, pad = `<|pad|>`, and `<image>` / `<audio>` among its
-        `extra_special_tokens`.
+        `extra_special_tokens`; it pads on the left, as batched generation needs.
     """
     if isinstance(texts, str):
         raise ValueError("`texts` is a single str: pass an iterable of strings (for example a list of sentences).")
@@ -96,6 +96,7 @@ def train_bpe_tokenizer(
         extra_special_tokens=extra_special_tokens,
         model_max_length=model_max_length,
         clean_up_tokenization_spaces=False,
+        padding_side="left",  # batched generation continues every prompt at its end; collators pad explicitly
     )
 
 
@@ -118,7 +119,7 @@ def load_or_train_tokenizer(
         from_pretrained_kwargs: passed to `AutoTokenizer.from_pretrained` (e.g. `revision`, `local_files_only`).
 
     Returns:
-        [`PreTrainedTokenizerBase`]: a tokenizer with `<image>`, `<audio>` and a pad token.
+        [`PreTrainedTokenizerBase`]: a tokenizer with `<image>`, `<audio>` and a pad token, padding on the left.
     """
     if name_or_path is None:
         if texts is None:
@@ -135,6 +136,7 @@ def load_or_train_tokenizer(
             f"pass `name_or_path=None` with `texts` to train a byte-level BPE tokenizer instead. Cause: {error}"
         ) from error
     add_multimodal_tokens(tokenizer)
+    tokenizer.padding_side = "left"  # saved with the processor: batched generation pads prompts on the left
     return tokenizer
 
 
