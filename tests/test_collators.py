@@ -251,6 +251,7 @@ def test_generation_batches_are_left_padded_prompts_that_generate_continues(tiny
     batch = PretrainCollator(tiny.processor, for_generation=True)(rows)
     references = batch.pop("references")
     assert references == [["a cat"], ["seven"], ["hi"]]
+    assert batch.pop("row_indices") == [0, 1, 2] and batch.pop("skipped_rows") == {}
     assert "labels" not in batch
 
     training = PretrainCollator(tiny.processor)(rows)
