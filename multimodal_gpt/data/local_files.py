@@ -176,6 +176,7 @@ def load_table_file(
     media_columns: Sequence[str] = ("audio", "image"),
     cache_dir: str | os.PathLike | None = None,
     streaming: bool = False,
+    num_proc: int | None = None,
 ) -> Dataset | IterableDataset:
     """Loads one JSON lines / JSON / CSV / TSV / Parquet file with `datasets`' local builders and resolves its media
     paths (see the module docstring).
@@ -185,6 +186,7 @@ def load_table_file(
         media_columns (`Sequence[str]`, defaults to `("audio", "image")`): string columns of media paths to resolve.
         cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache folder for the Arrow files.
         streaming (`bool`, defaults to `False`): return an `IterableDataset` that reads the file as it is iterated.
+        num_proc (`int`, *optional*): processes that prepare the Arrow file (not with `streaming`).
 
     Raises:
         `FileNotFoundError`: the file or a media file it lists is missing.
@@ -200,7 +202,13 @@ def load_table_file(
     builder, options = TABLE_BUILDERS[file.suffix.lower()]
     try:
         dataset = datasets.load_dataset(
-            builder, data_files=str(file), split="train", cache_dir=cache_dir, streaming=streaming, **options
+            builder,
+            data_files=str(file),
+            split="train",
+            cache_dir=cache_dir,
+            streaming=streaming,
+            **options,
+            **({} if num_proc is None else {"num_proc": num_proc}),
         )
         is_empty = len(dataset) == 0 if isinstance(dataset, Dataset) else next(iter(dataset), None) is None
     except (ValueError, OSError, datasets.exceptions.DatasetGenerationError) as error:

@@ -59,7 +59,7 @@ SplitLoader = Callable[[], AnyDataset]
 # ---------------------------------------------------------------------------------------------------------------
 
 BUILTIN_SOURCES = ("fsdd", "read_speech", "multi30k", "flickr8k", "synthetic")
-# Each task's corpus when no --dataset_name is given; pretraining mixes the four real ones (see `_pretrain_mix`).
+# Each task's corpus when no --dataset_name is given; pretraining mixes the four real ones (`_pretrain_mix_splits`).
 DEFAULT_SOURCES = {"asr": "fsdd", "translation": "multi30k", "captioning": "flickr8k", "mmt": "flickr8k"}
 # The layouts call their validation split `val`; `validation` (the Hugging Face name, the scripts' default) names it
 # too where the folder has no `validation` of its own.
@@ -236,7 +236,12 @@ SPLIT_FILES = {"train": "train_file", "validation": "validation_file", "test": "
 
 def _user_splits(data_args: Any, media_columns: Sequence[str]) -> tuple[dict[str, SplitLoader], str]:
     """The splits of the user's data (`--train_file`... or `--dataset_name`), and a name for it."""
-    options = dict(media_columns=media_columns, cache_dir=data_args.cache_dir, streaming=data_args.streaming)
+    options = dict(
+        media_columns=media_columns,
+        cache_dir=data_args.cache_dir,
+        streaming=data_args.streaming,
+        num_proc=data_args.preprocessing_num_workers,
+    )
     files = {split: Path(getattr(data_args, flag)) for split, flag in SPLIT_FILES.items() if getattr(data_args, flag)}
     if files:
         _refuse_config(data_args, "data files")
@@ -298,8 +303,15 @@ def _load_dataset_splits(name: str, data_args: Any) -> dict[str, SplitLoader]:
     """`datasets.load_dataset(name, --dataset_config_name)`: a Hub id (from the local cache when offline) or a local
     folder of data files."""
     try:
+        workers = (
+            {} if data_args.preprocessing_num_workers is None else {"num_proc": data_args.preprocessing_num_workers}
+        )
         loaded = datasets.load_dataset(
-            name, data_args.dataset_config_name, cache_dir=data_args.cache_dir, streaming=data_args.streaming
+            name,
+            data_args.dataset_config_name,
+            cache_dir=data_args.cache_dir,
+            streaming=data_args.streaming,
+            **workers,
         )
     except ImportError as error:  # an audiofolder without metadata: datasets lists audio files with torchcodec
         raise ImportError(
@@ -332,6 +344,8 @@ COLUMN_FLAGS = {
     "mmt": {"image_column": "image_column", "source_column": "source_column", "target_column": "target_column"},
 }
 TRANSLATION_COLUMN = "translation"
+# The fields a `translation` dict column replaces.
+TRANSLATION_FIELDS = ("source_column", "target_column")
 
 
 def task_for(data_args: Any, column_names: Sequence[str] = ()) -> Task:
@@ -361,10 +375,7 @@ def _check_columns(dataset: AnyDataset, task: Task, data_args: Any, where: str) 
     columns = list(dataset.column_names)
     for field_name, flag in COLUMN_FLAGS[data_args.task].items():
         column = getattr(task, field_name)
-        read_from_translation = task.translation_column is not None and field_name in (
-            "source_column",
-            "target_column",
-        )
+        read_from_translation = task.translation_column is not None and field_name in TRANSLATION_FIELDS
         optional = task.media_optional and getattr(data_args, flag) is None  # pretraining rows may lack a medium
         if column is not None and column not in columns and not read_from_translation and not optional:
             raise ValueError(f"--{flag} {column!r} not found in {where}: its columns are {columns}.")
@@ -446,7 +457,10 @@ def available_splits(data_args: Any, media_columns: Sequence[str] = ()) -> tuple
     is_builtin = data_args.dataset_name is None or data_args.dataset_name in BUILTIN_SOURCES
     has_files = any(getattr(data_args, flag) for flag in SPLIT_FILES.values())
     if is_builtin and not has_files:
-        for flag in ("dataset_config_name", "cache_dir"):
+        unused = ["dataset_config_name", "cache_dir"]
+        if data_args.min_duration_in_seconds is None and data_args.max_duration_in_seconds is None:
+            unused.append("preprocessing_num_workers")  # only the duration filter runs in processes here
+        for flag in unused:
             if getattr(data_args, flag) is not None:
                 raise ValueError(f"The built-in corpora are read in memory, without --{flag}: drop it.")
         root = data_args.data_dir or default_data_dir()

@@ -169,7 +169,10 @@ class DataArguments:
     )
     preprocessing_num_workers: int | None = field(
         default=None,
-        metadata={"help": "Processes for the data preparation (datasets' num_proc). Not with --streaming."},
+        metadata={
+            "help": "Processes that prepare the data (datasets' num_proc: reading files into Arrow, the duration "
+            "filter). Not with --streaming."
+        },
     )
     streaming: bool = field(
         default=False,
@@ -233,6 +236,8 @@ def check_data_arguments(data_args: DataArguments, *, training: bool = True) -> 
     ignored = _given(data_args, sorted(every_task_flag - TASK_DATA_FLAGS[data_args.task]))
     if ignored:
         raise ValueError(f"--task {data_args.task} does not read {', '.join(ignored)}: drop them.")
+    if data_args.text_only and data_args.image_column is not None:
+        raise ValueError("--text_only drops the images: drop --image_column.")
     files = _given(data_args, ("train_file", "validation_file", "test_file"))
     if files and data_args.dataset_name is not None:
         raise ValueError(f"Give the data either as --dataset_name or as {' / '.join(files)}, not both.")

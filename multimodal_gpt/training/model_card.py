@@ -105,7 +105,9 @@ def datasets_for_run(
     if data_files:
         return [DatasetInfo(Path(data_files[0]).stem, ", ".join(Path(file).name for file in data_files))]
     if dataset_name not in (None, *BUILTIN_SOURCES):
-        return [DatasetInfo(dataset_name, dataset_name, config=dataset_config_name)]
+        local = Path(dataset_name).expanduser()
+        name = local.resolve().name if local.exists() else dataset_name  # a folder: its name, never a local path
+        return [DatasetInfo(name, name, config=dataset_config_name)]
     if dataset_name == "synthetic":
         return [
             DatasetInfo(
