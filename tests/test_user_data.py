@@ -16,6 +16,8 @@ import soundfile
 from datasets.packaged_modules.parquet.parquet import Parquet
 from PIL import Image
 
+from multimodal_gpt.data.sources import load_task_data
+from multimodal_gpt.training import DataArguments
 from scripts import evaluate, train
 
 FEW_STEPS = [
@@ -220,9 +222,13 @@ def test_hub_id_loads_from_the_local_cache_offline(tmp_path, offline_hub):
 
 def test_duration_filters_drop_training_clips(tmp_path):
     write_audiofolder(tmp_path / "speech", {"train": 4, "validation": 1}, seconds=(0.3, 1.2))
-    arguments = ["--task", "asr", "--dataset_name", str(tmp_path / "speech"), "--text_column_name", "transcription"]
-    assert run_train(tmp_path / "short", *arguments, "--max_duration_in_seconds", "1.0")["train_samples"] == 2
-    assert run_train(tmp_path / "long", *arguments, "--min_duration_in_seconds", "1.0")["train_samples"] == 2
+    arguments = dict(task="asr", dataset_name=str(tmp_path / "speech"), text_column_name="transcription")
+    short = load_task_data(DataArguments(**arguments, max_duration_in_seconds=1.0), evaluation=False).train
+    long = load_task_data(DataArguments(**arguments, min_duration_in_seconds=1.0), evaluation=False).train
+    assert [Path(path).name for path in short["audio"]] == ["train_0.wav", "train_2.wav"]
+    assert [Path(path).name for path in long["audio"]] == ["train_1.wav", "train_3.wav"]
+    everything = load_task_data(DataArguments(**arguments, max_duration_in_seconds=1.0), train=False)
+    assert len(everything.evaluation["validation"]) == 1  # evaluation rows are never filtered
 
 
 # ----- evaluate.py: any split, no training split needed ------------------------------------------------------------
@@ -318,20 +324,19 @@ def translation_data(tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("name", "content", "message"),
     [
-        (b'{"source": "a", "target": "b"}\n{"source": "c", "target": \n', r"pairs\.jsonl:2: not valid JSON"),
-        (b'\xef\xbb\xbf{"source": "a", "target": "b"}\n', r"pairs\.jsonl:1 starts with a UTF-8 byte-order mark"),
-        (b'{"source": "a", "target": "b"}\n{"source": "caf\xe9", "target": "d"}\n', r"pairs\.jsonl:2: not UTF-8"),
-        (b'["source", "target"]\n', r"pairs\.jsonl:1: a JSON lines record must be an object"),
+        ("pairs.jsonl", b'{"source": "a", "target": "b"}\n{"source": "c", "target":\n', r"pairs\.jsonl:2: not valid"),
+        ("pairs.jsonl", b'\xef\xbb\xbf{"source": "a", "target": "b"}\n', r"pairs\.jsonl:1 starts with a UTF-8 byte"),
+        ("pairs.csv", b"source,target\na,b\ncaf\xe9,d\n", r"pairs\.csv:3: not UTF-8"),
+        ("pairs.jsonl", b'["source", "target"]\n', r"pairs\.jsonl:1: a JSON lines record must be an object"),
+        ("pairs.json", b'[{"source": "a"},\n {"source": "c", "target":}]\n', r"pairs\.json:2: not valid JSON"),
     ],
-)
-def test_bad_text_files_name_the_file_and_line(tmp_path, content, message):
-    (tmp_path / "pairs.jsonl").write_bytes(content)
+)  # fmt: skip
+def test_bad_text_files_name_the_file_and_line(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
     with pytest.raises(ValueError, match=message):
-        run_train(
-            tmp_path / "run", "--task", "translation", "--train_file", str(tmp_path / "pairs.jsonl"), "--do_train"
-        )
+        run_train(tmp_path / "run", "--task", "translation", "--train_file", str(tmp_path / name), "--do_train")
 
 
 def test_bad_built_in_files_name_the_file_and_line(tmp_path):

@@ -64,14 +64,15 @@ def check_table_file(path: Path) -> None:
 
 def _is_json_document(path: Path) -> bool:
     """Whether a `.json` file is one JSON document (a list of records, or an object of columns); `False` for JSON
-    lines. A document that almost parses is reported here, with its line."""
+    lines, which are checked line by line. A broken document is reported here, with its line."""
     text = "\n".join(line for _, line in iter_text_lines(path))
     try:
         json.loads(text)
     except json.JSONDecodeError as error:
-        if error.lineno == 1 and "\n" in text.strip():
-            return False  # several lines and the first one ended early: JSON lines, checked line by line
-        if error.lineno > 1 and text.lstrip().startswith("["):
+        first_line = next((line for line in text.split("\n") if line.strip()), "")
+        try:
+            json.loads(first_line)
+        except json.JSONDecodeError:  # not even the first line is a value of its own: a broken document
             raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg}, column {error.colno}).") from None
         return False
     return True
