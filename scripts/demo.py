@@ -20,6 +20,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from multimodal_gpt.data.sources import training_texts
 from multimodal_gpt.data.synthetic import make_demo_splits
+from multimodal_gpt.data.tasks import get_task
 from multimodal_gpt.training import DataArguments, ModelArguments, run
 from multimodal_gpt.training.metrics import compute_metrics_for_task
 from multimodal_gpt.training.tokenizer import train_bpe_tokenizer
@@ -109,7 +110,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # 2. Generate the built-in data set and train one tokenizer on all its training text
     print("Generating the built-in data set...")
     splits = make_demo_splits(seed=0)
-    texts = [text for task_splits in splits.values() for text in training_texts(task_splits["train"])]
+    texts = [
+        text
+        for name, task_splits in splits.items()
+        for text in training_texts(task_splits["train"], get_task("pretrain" if name == "pretraining" else name))
+    ]
     tokenizer_dir = output_dir / "tokenizer"
     train_bpe_tokenizer(texts, vocab_size=args.vocab_size).save_pretrained(tokenizer_dir)
 
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     pretrain_dir = output_dir / "pretrain"
     run(
         ModelArguments(preset=args.preset, tokenizer_name_or_path=str(tokenizer_dir)),
-        DataArguments(task="pretrain", dataset="synthetic", max_eval_samples=args.eval_samples),
+        DataArguments(task="pretrain", dataset_name="synthetic", max_eval_samples=args.eval_samples),
         training_arguments(args, pretrain_dir, args.pretrain_steps),
     )
 
@@ -132,8 +137,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ModelArguments(model_name_or_path=str(pretrain_dir)),
             DataArguments(
                 task=task,
-                dataset="synthetic",
-                eval_splits="test",
+                dataset_name="synthetic",
+                eval_split_name=["test"],
                 max_new_tokens=32,
                 max_eval_samples=args.eval_samples,
             ),

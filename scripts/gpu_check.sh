@@ -25,7 +25,7 @@ echo "GPUs: $NUM_GPUS; distributed checks use $NPROC process(es). Logs: $OUT_DIR
 
 # A few steps of pretraining on the tiny preset: 16 rows, 4 per device, logged every step.
 TRAIN_ARGS=(
-    --task pretrain --dataset synthetic --preset tiny --vocab_size 300 --max_train_samples 16
+    --task pretrain --dataset_name synthetic --preset tiny --vocab_size 300 --max_train_samples 16
     --per_device_train_batch_size 4 --max_steps 4 --logging_steps 1 --do_train --save_strategy no
     --report_to none --disable_tqdm true --seed 0
 )

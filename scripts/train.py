@@ -3,6 +3,8 @@
 
     python scripts/train.py --task asr --output_dir runs/asr --num_train_epochs 5
     python scripts/train.py --task captioning --model_name_or_path runs/pretrain --output_dir runs/captioning
+    python scripts/train.py --task asr --dataset_name my_speech --text_column_name transcription \
+        --eval_split_name test --output_dir runs/my_asr     # your own data: any datasets source, split, columns
     python scripts/train.py config.json      # or config.yaml: the same arguments as a file
 
 Every TrainingArguments flag works too (--learning_rate, --per_device_train_batch_size, --gradient_accumulation_steps,

@@ -251,6 +251,7 @@ def test_generation_batches_are_left_padded_prompts_that_generate_continues(tiny
     batch = PretrainCollator(tiny.processor, for_generation=True)(rows)
     references = batch.pop("references")
     assert references == [["a cat"], ["seven"], ["hi"]]
+    assert batch.pop("row_indices") == [0, 1, 2] and batch.pop("skipped_rows") == {}
     assert "labels" not in batch
 
     training = PretrainCollator(tiny.processor)(rows)
@@ -302,6 +303,18 @@ def test_bad_rows_are_skipped_and_counted(tiny):
     assert collator.stats.rows == len(BAD_ASR_ROWS) + 1 and collator.stats.samples == 1
     with pytest.raises(ValueError, match="unusable"):
         collator(list(BAD_ASR_ROWS.values()))
+
+
+def test_a_generation_batch_says_which_row_each_sample_is_and_why_others_were_skipped(tiny):
+    rows = [BAD_ASR_ROWS["corrupt file"], {"audio": clip(), "text": "good"}, BAD_ASR_ROWS["empty transcript"]]
+    batch = ASRCollator(tiny.processor, for_generation=True)(rows)
+    assert batch["row_indices"] == [1] and batch["references"] == [["good"]] and batch["input_ids"].shape[0] == 1
+    assert sorted(batch["skipped_rows"]) == [0, 2] and "empty" in batch["skipped_rows"][2]
+    everything_bad = ASRCollator(tiny.processor, for_generation=True)(list(BAD_ASR_ROWS.values()))
+    assert everything_bad["row_indices"] == [] and len(everything_bad["skipped_rows"]) == len(BAD_ASR_ROWS)
+    assert "input_ids" not in everything_bad
+    too_long = ASRCollator(tiny.processor, for_generation=True, max_length=2)([{"audio": clip(), "text": "good"}])
+    assert too_long["row_indices"] == [] and "more than max_length=2" in too_long["skipped_rows"][0]
 
 
 @pytest.mark.parametrize("name", sorted(BAD_ASR_ROWS))

@@ -21,7 +21,9 @@ from multimodal_gpt.data.corpora import (
     load_read_speech,
     split_fsdd_by_recording,
 )
-from multimodal_gpt.data.sources import load_user_dataset
+from multimodal_gpt.data.local_files import load_table_file
+from multimodal_gpt.data.sources import load_task_data
+from multimodal_gpt.training import DataArguments
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +205,7 @@ def test_keep_multi30k_rows(data_dir: Path) -> None:
         keep_multi30k_rows(train, m30_splits="test_2017")
 
 
-# --- users' own data ---------------------------------------------------------------------------------------------
+# --- users' own data (local_files; the scripts' side is in test_user_data.py) --------------------------------------
 
 
 def _write_audio_folder(folder: Path) -> None:
@@ -215,11 +217,15 @@ def _write_audio_folder(folder: Path) -> None:
     (folder / "metadata.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+def _user_data(tmp_path: Path, **arguments) -> DataArguments:
+    return DataArguments(cache_dir=str(tmp_path / "cache"), **arguments)
+
+
 def test_user_audiofolder(tmp_path: Path, offline: None) -> None:
     _write_audio_folder(tmp_path / "speech")
-    speech = load_user_dataset(tmp_path / "speech", cache_dir=tmp_path / "cache")
-    assert speech.column_names == ["audio", "text"]
-    assert speech[:] == {
+    speech = load_task_data(_user_data(tmp_path, task="asr", dataset_name=str(tmp_path / "speech")), evaluation=False)
+    assert speech.train.column_names == ["audio", "text"]
+    assert speech.train[:] == {
         "audio": [str(tmp_path / "speech" / "one.wav"), str(tmp_path / "speech" / "clips" / "two.flac")],
         "text": ["one", "two"],
     }
@@ -230,39 +236,40 @@ def test_user_imagefolder_with_split_folders(tmp_path: Path, offline: None) -> N
         (tmp_path / "photos" / split).mkdir(parents=True)
         Image.new("L", (8, 6)).save(tmp_path / "photos" / split / "gray.png")
         (tmp_path / "photos" / split / "metadata.csv").write_text(f"file_name,caption\ngray.png,a {split} photo\n")
-    photos = load_user_dataset(tmp_path / "photos", split="validation", cache_dir=tmp_path / "cache")
-    assert photos.column_names == ["image", "caption"]
-    assert photos[0] == {
+    arguments = dict(task="captioning", dataset_name=str(tmp_path / "photos"), caption_column="caption")
+    photos = load_task_data(_user_data(tmp_path, **arguments))
+    assert photos.evaluation["validation"].column_names == ["image", "caption"]
+    assert photos.evaluation["validation"][0] == {
         "image": str(tmp_path / "photos" / "validation" / "gray.png"),
         "caption": "a validation photo",
     }
-    assert load_user_dataset(tmp_path / "photos", cache_dir=tmp_path / "cache")[0]["caption"] == "a train photo"
-    with pytest.raises(ValueError, match=r"\['train', 'validation'\]"):
-        load_user_dataset(tmp_path / "photos", split="test")
+    assert photos.train[0]["caption"] == "a train photo"
+    with pytest.raises(ValueError, match=r"available splits are \['train', 'validation'\]"):
+        load_task_data(_user_data(tmp_path, **arguments, eval_split_name="test"))
 
 
 def test_user_jsonl_and_csv_files(tmp_path: Path, offline: None) -> None:
     _write_audio_folder(tmp_path / "speech")
     Image.new("RGB", (4, 4)).save(tmp_path / "cat.jpg")
     (tmp_path / "asr.jsonl").write_text(json.dumps({"audio": "speech/one.wav", "text": "one"}) + "\n")
-    (tmp_path / "captions.csv").write_text("image_file_name,caption\ncat.jpg,a black square\n")
-    asr = load_user_dataset(tmp_path / "asr.jsonl", cache_dir=tmp_path / "cache")
+    (tmp_path / "captions.tsv").write_text("image_file_name\tcaption\ncat.jpg\ta black square\n")
+    asr = load_table_file(tmp_path / "asr.jsonl", cache_dir=tmp_path / "cache")
     assert asr[0] == {"audio": str(tmp_path / "speech" / "one.wav"), "text": "one"}
-    captions = load_user_dataset([tmp_path / "captions.csv"], cache_dir=tmp_path / "cache")
+    captions = load_table_file(tmp_path / "captions.tsv", cache_dir=tmp_path / "cache")
     assert captions[0] == {"image": str(tmp_path / "cat.jpg"), "caption": "a black square"}
 
 
 def test_user_data_errors(tmp_path: Path, offline: None) -> None:
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="file_name"):
-        load_user_dataset(tmp_path / "empty")
+    with pytest.raises(ValueError, match="metadata"):
+        load_task_data(_user_data(tmp_path, task="asr", dataset_name=str(tmp_path / "empty")))
     (tmp_path / "gone.jsonl").write_text(json.dumps({"file_name": "gone.wav", "text": "x"}) + "\n")
     with pytest.raises(FileNotFoundError, match="gone.wav"):
-        load_user_dataset(tmp_path / "gone.jsonl", cache_dir=tmp_path / "cache")
+        load_table_file(tmp_path / "gone.jsonl", cache_dir=tmp_path / "cache")
     (tmp_path / "header_only.csv").write_text("file_name,text\n")
     (tmp_path / "blank.jsonl").write_text("")
     for name in ("header_only.csv", "blank.jsonl"):
         with pytest.raises(ValueError, match=f"{name}.*empty"):
-            load_user_dataset(tmp_path / name, cache_dir=tmp_path / "cache")
+            load_table_file(tmp_path / name, cache_dir=tmp_path / "cache")
     with pytest.raises(ValueError, match="supported files"):
-        load_user_dataset(tmp_path / "notes.txt")
+        load_table_file(tmp_path / "notes.txt")

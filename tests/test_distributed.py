@@ -23,7 +23,7 @@ from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
 from safetensors.torch import load_file
 
-from multimodal_gpt.data.sources import load_task_splits
+from multimodal_gpt.data.sources import load_task_data
 from multimodal_gpt.training import DataArguments
 from multimodal_gpt.training.distributed import check_distributed_engine
 from multimodal_gpt.training.presets import load_preset
@@ -50,7 +50,7 @@ def preset_without_dropout(tmp_path_factory) -> Path:
 def train_arguments(output_dir: Path, preset: Path, per_device_batch_size: int) -> list[str]:
     # SGD, not AdamW: Adam's update ignores the gradient's scale, so it would hide a DDP loss-averaging error.
     return [
-        "--task", "pretrain", "--dataset", "synthetic", "--preset", str(preset), "--vocab_size", "300",
+        "--task", "pretrain", "--dataset_name", "synthetic", "--preset", str(preset), "--vocab_size", "300",
         "--max_train_samples", str(NUM_TRAIN_SAMPLES), "--per_device_train_batch_size", str(per_device_batch_size),
         "--max_steps", str(STEPS), "--optim", "sgd", "--learning_rate", "0.1", "--lr_scheduler_type", "constant",
         "--seed", "0", "--do_train", "--use_cpu", "--save_strategy", "no", "--report_to", "none",
@@ -71,9 +71,9 @@ def step_losses(output_dir: Path) -> list[float]:
 def test_the_training_set_mixes_modalities_so_one_rank_lacks_audio():
     """The premise of the comparison below: text-only, image and audio rows, and a single audio row (so one of the
     two ranks trains on a batch without any audio, through the absent-modality anchor)."""
-    train_split = load_task_splits(
-        DataArguments(task="pretrain", dataset="synthetic", max_train_samples=NUM_TRAIN_SAMPLES)
-    )["train"]
+    train_split = load_task_data(
+        DataArguments(task="pretrain", dataset_name="synthetic", max_train_samples=NUM_TRAIN_SAMPLES), evaluation=False
+    ).train
     has_image = [row is not None for row in train_split["image"]]
     has_audio = [row is not None for row in train_split["audio"]]
     assert len(train_split) == NUM_TRAIN_SAMPLES

@@ -244,7 +244,7 @@ def test_card_snippets_run_without_the_package_and_match(tmp_path):
 @pytest.fixture(scope="module")
 def asr_run(tmp_path_factory) -> tuple[Path, dict]:
     output_dir = tmp_path_factory.mktemp("asr_run") / "asr"
-    results = train.main(train_args("asr", output_dir, "--dataset", "synthetic", "--max_train_samples", "8"))
+    results = train.main(train_args("asr", output_dir, "--dataset_name", "synthetic", "--max_train_samples", "8"))
     return output_dir, results
 
 

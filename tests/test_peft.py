@@ -210,8 +210,9 @@ def test_train_script_with_lora_then_continue_the_adapter(tmp_path, monkeypatch)
     monkeypatch.setattr(task_data, "make_demo_splits", lambda seed: splits)
 
     def arguments(output_dir, *extra: str) -> list[str]:
-        return ["--task", "captioning", "--dataset", "synthetic", "--output_dir", str(output_dir), "--preset", "tiny",
-                "--vocab_size", "300", "--max_train_samples", "8", "--max_eval_samples", "2", "--max_new_tokens", "2",
+        new_model = [] if "--model_name_or_path" in extra else ["--preset", "tiny", "--vocab_size", "300"]
+        return ["--task", "captioning", "--dataset_name", "synthetic", "--output_dir", str(output_dir), *new_model,
+                "--max_train_samples", "8", "--max_eval_samples", "2", "--max_new_tokens", "2",
                 "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
                 "--do_train", "--do_eval", "--report_to", "none", "--use_cpu", "--save_strategy", "no",
                 "--disable_tqdm", "true", "--logging_steps", "1", *extra]  # fmt: skip

@@ -15,19 +15,11 @@ FEW_STEPS = [
 METRICS = {"captioning": "eval_bleu4", "translation": "eval_bleu", "asr": "eval_wer", "mmt": "eval_bleu"}
 
 
-def train_args(task: str, output_dir, *extra: str) -> list[str]:
-    return [
-        "--task",
-        task,
-        "--output_dir",
-        str(output_dir),
-        "--preset",
-        "tiny",
-        "--vocab_size",
-        "300",
-        *FEW_STEPS,
-        *extra,
-    ]
+def train_args(task: str, output_dir, *extra: str, new_model: bool = True) -> list[str]:
+    """A few training steps of `task`; a new model from the tiny preset unless `new_model=False` (then `extra` names
+    the checkpoint to continue)."""
+    model = ["--preset", "tiny", "--vocab_size", "300"] if new_model else []
+    return ["--task", task, "--output_dir", str(output_dir), *model, *FEW_STEPS, *extra]
 
 
 def check_output_folder(output_dir, task: str) -> None:
@@ -42,18 +34,20 @@ def check_output_folder(output_dir, task: str) -> None:
 
 @pytest.mark.parametrize("task", ["pretrain", "captioning", "translation", "asr"])
 def test_train_on_synthetic_data_then_evaluate(task, tmp_path):
-    results = train.main(train_args(task, tmp_path / task, "--dataset", "synthetic", "--max_train_samples", "16"))
+    results = train.main(train_args(task, tmp_path / task, "--dataset_name", "synthetic", "--max_train_samples", "16"))
     assert results["train_samples"] == 16
     check_output_folder(tmp_path / task, task)
     if task in METRICS:
         output_file = tmp_path / "scores.json"
         metrics = evaluate.main(
-            ["--model_name_or_path", str(tmp_path / task), "--task", task, "--dataset", "synthetic", "--split", "test",
-             "--max_eval_samples", "3", "--max_new_tokens", "3", "--output_file", str(output_file)]
+            ["--model_name_or_path", str(tmp_path / task), "--task", task, "--dataset_name", "synthetic",
+             "--eval_split_name", "test", "--max_eval_samples", "3", "--max_new_tokens", "3",
+             "--output_file", str(output_file)]
         )  # fmt: skip
-        assert metrics["eval_samples"] == 3 and METRICS[task] in metrics
+        assert metrics["test_samples"] == 3 and metrics["test_skipped_rows"] == 0
+        assert METRICS[task].replace("eval_", "test_") in metrics
         assert json.loads(output_file.read_text()) == metrics
-        assert len(output_file.with_suffix(".jsonl").read_text().splitlines()) == 3
+        assert len((tmp_path / "scores_predictions_test.jsonl").read_text().splitlines()) == 3
 
 
 @pytest.mark.parametrize(
@@ -69,11 +63,12 @@ def test_train_on_real_data(task, extra, data_dir, tmp_path):
 
 
 def test_finetuning_continues_from_a_checkpoint(tmp_path):
-    train.main(train_args("pretrain", tmp_path / "pretrain", "--dataset", "synthetic", "--max_train_samples", "8"))
+    synthetic = ["--dataset_name", "synthetic", "--max_train_samples", "8"]
+    train.main(train_args("pretrain", tmp_path / "pretrain", *synthetic))
+    continued = ["--model_name_or_path", str(tmp_path / "pretrain"), "--freeze_towers"]
     results = train.main(
-        train_args("asr", tmp_path / "asr", "--dataset", "synthetic", "--max_train_samples", "8")
-        + ["--model_name_or_path", str(tmp_path / "pretrain"), "--freeze_towers"]
-    )
+        train_args("asr", tmp_path / "asr", *synthetic, *continued, new_model=False)
+    )  # fmt: skip
     assert "eval_wer" in results
 
 

@@ -1,5 +1,6 @@
 """Tasks: the prompts, the target's leading space, the reference choice, and the row errors."""
 
+import numpy as np
 import pytest
 
 from multimodal_gpt.data.tasks import (
@@ -67,6 +68,24 @@ def test_flickr8k_columns_for_multimodal_translation():
     example = task.example({"image": "x.jpg", "m30_en": "A girl.", "m30_de": "Ein Mädchen.", "captions": CAPTIONS})
     assert example.prompt == "<image>Translate English to German: A girl.\nGerman:"
     assert example.references == ("Ein Mädchen.",)
+
+
+def test_a_translation_dict_column_is_read_in_the_tasks_languages():
+    task = get_task("translation", translation_column="translation", source_lang="en", target_lang="fr")
+    row = {"translation": {"en": "A cat.", "de": "Eine Katze.", "fr": "Un chat."}}
+    example = task.example(row)
+    assert example.prompt == "Translate English to French: A cat.\nFrench:" and example.references == ("Un chat.",)
+    assert task.required_columns == ("translation",)
+    assert task.target_texts(row) == ["Un chat."] and task.source_texts(row) == ["A cat."]
+    with pytest.raises(MissingColumnError, match=r"no 'es' entry: its languages are \['de', 'en', 'fr'\]"):
+        get_task("translation", translation_column="translation", target_lang="es").example(row)
+
+
+def test_one_caption_as_a_string_and_array_media():
+    row = {"image": [[[255, 0, 0]] * 2] * 3, "captions": "a red picture"}  # pixels as `datasets` lists them
+    example = CAPTIONING.example(row)
+    assert example.references == ("a red picture",) and CAPTIONING.target_texts(row) == ["a red picture"]
+    assert isinstance(example.images[0], np.ndarray) and example.images[0].shape == (3, 2, 3)
 
 
 def test_a_missing_column_says_the_trainer_dropped_it():

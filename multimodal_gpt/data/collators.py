@@ -1,13 +1,16 @@
 """Collators that turn raw dataset rows into model batches, one per task, for `Trainer(data_collator=...)`.
 
 Each collator reads rows with the columns of its [`~tasks.Task`] (media undecoded: paths, bytes, dicts, PIL
-images), decodes the media with `multimodal_gpt.media_multimodal_gpt` at the feature extractor's sampling rate, runs the processor
-(which expands every placeholder to the model's token count and builds the media tensors) and lays the batch out:
+images), decodes the media with `multimodal_gpt.media_multimodal_gpt` at the feature extractor's sampling rate, runs
+the processor (which expands every placeholder to the model's token count and builds the media tensors) and lays the
+batch out:
 
 - training (`for_generation=False`): `[bos] + prompt + target + [eos]`, right-padded; `labels` is -100 on the bos,
   the prompt, every media token and the padding, and the target ids (and eos) elsewhere;
-- generation (`for_generation=True`): `[bos] + prompt`, left-padded, plus `references` (a list of lists of str, one
-  list per sample) that the evaluation loop pops before calling `generate()`; the new tokens are
+- generation (`for_generation=True`): `[bos] + prompt`, left-padded, plus three keys that the evaluation loop pops
+  before calling `generate()`: `references` (a list of lists of str, one list per sample), `row_indices` (the
+  position of each sample's row in the rows given) and `skipped_rows` (`{position: reason}` for the rows that made no
+  sample), so that every prediction can be written next to its own row; the new tokens are
   `generated[:, input_ids.shape[1]:]`, which [`TaskCollator.decode_predictions`] decodes.
 
 Truncation to `max_length` never cuts a media span, nor the prompt's text: a cut prompt would ask for a target it no
@@ -18,8 +21,9 @@ not fit is dropped. Both are counted in [`CollatorStats`] and logged once.
 Bad rows (a corrupt, missing or empty media file, a clip too short for one audio frame, an empty target or source)
 are skipped and counted in `stats.bad_rows` when `skip_bad_rows=True` (the default: one bad file must not stop a long
 run), with a warning naming the first one; with `skip_bad_rows=False` they raise. A row that lacks a column
-altogether always raises (the `Trainer` dropped it: set `remove_unused_columns=False`), and so does a batch whose
-rows were all skipped. With `dataloader_num_workers > 0` each worker process counts in its own copy of the stats.
+altogether always raises (the `Trainer` dropped it: set `remove_unused_columns=False`), and so does a training batch
+whose rows were all skipped (a generation batch then has no samples, only `skipped_rows`). With
+`dataloader_num_workers > 0` each worker process counts in its own copy of the stats.
 """
 
 import logging
@@ -95,8 +99,8 @@ class TaskCollator:
 
     Returns (from `__call__`):
         [`BatchFeature`] with `input_ids` and `attention_mask` `(batch_size, sequence_length)`, `labels` (training)
-        or `references` (generation), and the media tensors of the kept samples in placeholder order:
-        `pixel_values` `(num_images, channels, height, width)`; `input_values` + `input_values_mask`
+        or `references`, `row_indices` and `skipped_rows` (generation), and the media tensors of the kept samples in
+        placeholder order: `pixel_values` `(num_images, channels, height, width)`; `input_values` + `input_values_mask`
         `(num_clips, samples)` or `input_features` `(num_clips, mel_bins, frames)` + `input_features_mask`.
     """
 
@@ -124,15 +128,18 @@ class TaskCollator:
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> BatchFeature:
         """Collate `rows` (a list of raw dataset rows, as the `Trainer`'s DataLoader passes them) into a batch."""
         self.stats.rows += len(rows)
-        samples = [sample for sample in map(self._decode_row, rows) if sample is not None]
+        decoded = [self._decode_row(row) for row in rows]
+        positions = [index for index, sample in enumerate(decoded) if isinstance(sample, _Sample)]
+        skipped = {index: reason for index, reason in enumerate(decoded) if isinstance(reason, str)}
+        samples = [decoded[index] for index in positions]
+        if self.for_generation:
+            return self._generation_batch(samples, positions, skipped)
         if not samples:
             raise ValueError(
                 f"All {len(rows)} rows of the batch were unusable (see the warnings above, and collator.stats): "
                 "clean the data set, or check that its columns hold what the task expects."
             )
         prompt_ids, media = self._encode_prompts(samples)
-        if self.for_generation:
-            return self._generation_batch(samples, prompt_ids, media)
         return self._training_batch(samples, prompt_ids, media)
 
     def decode_predictions(self, generated: torch.Tensor, input_ids: torch.Tensor) -> list[str]:
@@ -148,8 +155,8 @@ class TaskCollator:
 
     # ----- rows -> decoded samples ------------------------------------------------------------------------------
 
-    def _decode_row(self, row: Mapping[str, Any]) -> _Sample | None:
-        """The row's example with decoded media, or `None` for a skipped bad row."""
+    def _decode_row(self, row: Mapping[str, Any]) -> _Sample | str:
+        """The row's example with decoded media, or why the row is skipped."""
         self.task.check_columns(row)  # a missing column is a pipeline error: never skipped
         try:
             example = self.task.example(row, epoch=self.epoch)
@@ -166,12 +173,12 @@ class TaskCollator:
             return self._skip(error)
         return _Sample(example, images, audio)
 
-    def _skip(self, error: Exception) -> None:
+    def _skip(self, error: Exception) -> str:
         if not self.skip_bad_rows:
             raise error
         self.stats.bad_rows += 1
         self._warn_once("bad_row", f"Skipping an unusable row ({error}); collator.stats.bad_rows counts them.")
-        return None
+        return str(error)
 
     def _check_processor_takes(self, example: Example) -> None:
         for media, part, modality in (
@@ -251,14 +258,25 @@ class TaskCollator:
         batch["labels"] = self._pad_rows(labels, IGNORE_INDEX, batch["input_ids"].shape[1], "right")
         return self._finish(batch, samples, media, kept)
 
-    def _generation_batch(
-        self, samples: list[_Sample], prompt_ids: list[list[int]], media: dict[str, torch.Tensor]
-    ) -> BatchFeature:
-        limit = self._max_length()
-        kept = [index for index, prompt in enumerate(prompt_ids) if limit is None or len(prompt) <= limit]
-        self._count_dropped(len(prompt_ids) - len(kept))
+    def _generation_batch(self, samples: list[_Sample], positions: list[int], skipped: dict[int, str]) -> BatchFeature:
+        """Left-padded prompts of the samples that fit, with their references and rows; `skipped_rows` says why each
+        other row of the batch made no sample."""
+        kept: list[int] = []
+        if samples:
+            prompt_ids, media = self._encode_prompts(samples)
+            limit = self._max_length()
+            kept = [index for index, prompt in enumerate(prompt_ids) if limit is None or len(prompt) <= limit]
+            self._count_dropped(len(prompt_ids) - len(kept))
+            for index in sorted(set(range(len(samples))) - set(kept)):
+                skipped[positions[index]] = (
+                    f"its prompt and media take {len(prompt_ids[index])} tokens, more than max_length={limit}"
+                )
+        rows = {"row_indices": [positions[index] for index in kept], "skipped_rows": dict(sorted(skipped.items()))}
+        if not kept:
+            return BatchFeature(data={"references": [], **rows})
         batch = self._padded([prompt_ids[index] for index in kept], padding_side="left")
         batch["references"] = [list(samples[index].example.references) for index in kept]
+        batch.update(rows)
         return self._finish(batch, samples, media, kept)
 
     def _finish(

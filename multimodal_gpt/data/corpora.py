@@ -1,20 +1,23 @@
-"""Loaders that turn the project's real data sets, and users' own data, into `datasets.Dataset`s.
+"""Loaders that turn the project's real data sets into `datasets.Dataset`s.
 
 The real data sets (FSDD, read speech, Multi30k, Flickr8k) live beside the repository, never inside it: see
 `../shared/data/README.md`. [`default_data_dir`] is the one place that locates them; every loader takes a `root`
 argument that overrides it.
 
-Media columns hold absolute file paths (`str`), not decoded arrays: decoding is left to `multimodal_gpt.media_multimodal_gpt`
-([`~media.load_audio`], [`~media.load_image`]), which needs neither FFmpeg nor torchcodec, and is done in the
-collator or in a `datasets.map` step, at the sampling rate the model wants.
+Media columns hold absolute file paths (`str`), not decoded arrays: decoding is left to
+`multimodal_gpt.media_multimodal_gpt` (`load_audio`, `load_image`), which needs neither FFmpeg nor torchcodec, and is
+done in the collator, at the sampling rate the model wants. [`~sources.builtin_splits`] names these corpora as data
+sources; text files are read with [`iter_text_lines`], which names the file and line of bad input.
 """
 
+import codecs
 import csv
 import gzip
 import json
 import os
 import re
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import datasets
@@ -110,15 +113,53 @@ def _check_split(split: str | None, available: Iterable[str], data_set: str) -> 
     return split
 
 
-def _read_text_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file (gzip when it ends in `.gz`), without line ends; only `\\n` ends a line."""
+def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """The lines of a UTF-8 text file (gzip when it ends in `.gz`) with their 1-based numbers, without line ends.
+
+    Only `\\n` ends a line (not U+2028, U+0085... inside sentences), and a `\\r` before it is dropped. Bad input
+    fails with the file and line: a UTF-8 byte-order mark, bytes that are not UTF-8, a truncated or corrupt gzip.
+
+    Raises:
+        `ValueError`: naming the file (and line) and how to fix it.
+    """
+    path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", newline="") as file:
-        text = file.read()
-    lines = text.split("\n")  # not splitlines(): it would also split at U+2028, U+0085... inside sentences
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    try:
+        with opener(path, "rb") as file:
+            for number, raw in enumerate(file, start=1):
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raise ValueError(
+                        f"{path}:1 starts with a UTF-8 byte-order mark (BOM), which would become part of the first "
+                        "value: save the file as UTF-8 without BOM."
+                    )
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise ValueError(
+                        f"{path}:{number}: not UTF-8 text (byte {raw[error.start]:#04x} at column {error.start + 1}): "
+                        "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+                    ) from None
+                yield number, line.removesuffix("\n").removesuffix("\r")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(
+            f"{path} is a truncated or corrupt gzip file ({error}): download or compress it again."
+        ) from error
+
+
+def _read_text_lines(path: Path) -> list[str]:
+    """Every line of a text file (see [`iter_text_lines`])."""
+    return [line for _, line in iter_text_lines(path)]
+
+
+def parse_json_line(line: str, where: str) -> dict:
+    """One JSON lines record; `where` (`file:line`) locates errors."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: not valid JSON ({error.msg}, column {error.colno}).") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: a JSON lines record must be an object {{...}}, got {type(record).__name__}.")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -206,9 +247,8 @@ def load_read_speech(root: str | os.PathLike | None = None, split: str | None = 
     transcripts = folder / "transcripts.tsv"
     if not transcripts.is_file():
         raise FileNotFoundError(f"No transcripts.tsv in {folder}: it should list `file<TAB>text` per clip.")
-    with transcripts.open(encoding="utf-8", newline="") as file:
-        # QUOTE_NONE: sentences contain quotation marks that are text, not CSV quoting.
-        table = [row for row in csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    # QUOTE_NONE: sentences contain quotation marks that are text, not CSV quoting.
+    table = [row for row in csv.reader(_read_text_lines(transcripts), delimiter="\t", quoting=csv.QUOTE_NONE) if row]
     if not table or table[0] != ["file", "text"] or any(len(row) != 2 for row in table):
         raise ValueError(f"{transcripts} must start with the header 'file<TAB>text' and have two columns per line.")
     rows = [{"audio": str(folder / "wavs" / name), "text": text} for name, text in table[1:]]
@@ -298,6 +338,10 @@ def _flickr8k_row(record: dict, images_dir: Path, where: str) -> dict:
         ) from None
     if not image.is_file():
         raise FileNotFoundError(f"{where}: image {image} not found.")
+    if isinstance(captions, str):
+        captions = [captions]  # one caption: one reference, not a list of its characters
+    if not isinstance(captions, list) or not all(isinstance(caption, str) for caption in captions):
+        raise ValueError(f"{where}: 'flickr8k_captions' must be a string or a list of strings, got {captions!r}.")
     return {
         "image": str(image),
         "captions": captions,
@@ -321,12 +365,11 @@ def load_flickr8k(root: str | os.PathLike | None = None, split: str = "train") -
     folder = _dataset_dir(root, "flickr8k")
     _check_split(split, (path.stem for path in folder.glob("*.jsonl")), "Flickr8k")
     path = folder / f"{split}.jsonl"
-    with path.open(encoding="utf-8") as file:
-        rows = [
-            _flickr8k_row(json.loads(line), folder / "images", f"{path}:{number}")
-            for number, line in enumerate(file, start=1)
-            if line.strip()
-        ]
+    rows = [
+        _flickr8k_row(parse_json_line(line, f"{path}:{number}"), folder / "images", f"{path}:{number}")
+        for number, line in iter_text_lines(path)
+        if line.strip()
+    ]
     if not rows:
         raise ValueError(f"{path} holds no records.")
     return Dataset.from_list(rows, features=FLICKR8K_FEATURES)

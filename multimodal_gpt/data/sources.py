@@ -1,138 +1,217 @@
-"""Which data each task trains and evaluates on: the real layouts of `../shared/data` or the built-in synthetic set.
+"""Where a run's rows come from, in one place: [`load_task_data`] reads the splits a run needs, from a built-in corpus
+or any `datasets` source, and checks them against the task's columns before anything trains.
 
-| task | real data: train / validation / test |
-| --- | --- |
-| asr (fsdd) | FSDD train folder, recordings 5-44 / 45-49 (split by recording, never by random clip) |
-| asr (read_speech) | read speech, first 121 / last 20 sentences (one speaker: an overfitting check) |
-| translation | Multi30k train / val / test_2016_flickr, `source_lang` -> `target_lang` |
-| captioning | Flickr8k train / val, 5 references per image |
-| mmt | Flickr8k rows whose Multi30k entry is in Multi30k train / in Multi30k val (both Flickr8k files) |
-| pretrain | text (Multi30k sentences) + image-text (Flickr8k captions) + audio-text (FSDD, read speech); |
-|          | validation from the held-out parts of each |
+- `--dataset_name fsdd`, `read_speech`, `multi30k`, `flickr8k`: the built-in corpora under `--data_dir`
+  ([`builtin_splits`]); `synthetic`: the generated demo set ([`~synthetic.make_demo_splits`], seed 0);
+- no `--dataset_name`: the task's built-in corpus (asr: fsdd; translation: multi30k; captioning and mmt: flickr8k;
+  pretrain: the four real ones mixed);
+- `--dataset_name <folder>`: a `save_to_disk` folder; an imagefolder / audiofolder with metadata files
+  ([`~local_files.media_folder_metadata`]); else any folder `datasets.load_dataset` reads;
+- `--dataset_name <Hub id>`: `datasets.load_dataset(id, --dataset_config_name)`, from the local cache when
+  `HF_HUB_OFFLINE=1`;
+- `--train_file` / `--validation_file` / `--test_file`: JSON lines, JSON, CSV, TSV or Parquet files
+  ([`~local_files.load_table_file`]).
+
+Any split the source has can be trained on (`--train_split_name`) or evaluated (`--eval_split_name`, several); an
+unknown split is an error that lists the available ones. Columns are the task's ([`~tasks.Task`]), renamed by the
+column flags; an unknown column is an error that lists the available ones. Media columns stay undecoded (paths, bytes,
+`{"path", "bytes"}` dicts, arrays): the collator decodes them with `multimodal_gpt.media_multimodal_gpt` at the
+tower's sampling rate, without FFmpeg or torchcodec ([`undecoded_media_columns`]).
 """
 
 import dataclasses
+import json
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import datasets
-from datasets import Dataset, DatasetDict, Features, Value, concatenate_datasets
+from datasets import Dataset, Features, IterableDataset, Value, concatenate_datasets
 
-from ..media_multimodal_gpt import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
+from ..media_multimodal_gpt import read_audio
 from .corpora import (
-    _check_split,
+    FLICKR8K_MULTI30K_FIELDS,
+    _dataset_dir,
     default_data_dir,
     keep_multi30k_rows,
     load_flickr8k,
     load_fsdd,
     load_multi30k,
     load_read_speech,
+    multi30k_languages,
     split_fsdd_by_recording,
 )
+from .local_files import TABLE_BUILDERS, media_folder_metadata, resolve_media_paths, table_splits, with_features
 from .synthetic import make_demo_splits
+from .tasks import BadRowError, Task, get_task
 
-METADATA_FILE_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
-# `datasets` packaged builders (local, no Hub access) by file name extension.
-TABLE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+logger = logging.getLogger(__name__)
+
+AnyDataset = Dataset | IterableDataset
+SplitLoader = Callable[[], AnyDataset]
+
+# ---------------------------------------------------------------------------------------------------------------
+# The built-in corpora as named sources: every split of each layout, in the columns each task reads
+# ---------------------------------------------------------------------------------------------------------------
+
+BUILTIN_SOURCES = ("fsdd", "read_speech", "multi30k", "flickr8k", "synthetic")
+# Each task's corpus when no --dataset_name is given; pretraining mixes the four real ones (`_pretrain_mix_splits`).
+DEFAULT_SOURCES = {"asr": "fsdd", "translation": "multi30k", "captioning": "flickr8k", "mmt": "flickr8k"}
+# The layouts call their validation split `val`; `validation` (the Hugging Face name, the scripts' default) names it
+# too where the folder has no `validation` of its own.
+VALIDATION_ALIASES = {"validation": "val"}
 READ_SPEECH_VALIDATION = 20
 SYNTHETIC_TASKS = {"pretrain": "pretraining", "captioning": "captioning", "translation": "translation", "asr": "asr"}
-
-
-def load_task_splits(data_args: Any) -> DatasetDict:
-    """`train`, `validation` (and `test` where the data has one) for `data_args.task`, cut to
-    `max_train_samples` / `max_eval_samples`. `data_args` is a `training.DataArguments`."""
-    if data_args.dataset == "synthetic":
-        if data_args.task not in SYNTHETIC_TASKS:
-            raise ValueError(f"The synthetic data set has no {data_args.task!r} task: use {sorted(SYNTHETIC_TASKS)}.")
-        splits = make_demo_splits(seed=0)[SYNTHETIC_TASKS[data_args.task]]
-    elif data_args.dataset == "real":
-        root = data_args.data_dir or default_data_dir()
-        splits = REAL_DATA[data_args.task](root, data_args)
-    else:
-        raise ValueError(f"--dataset must be 'real' or 'synthetic', got {data_args.dataset!r}.")
-    return DatasetDict(
-        {
-            name: _head(split, data_args.max_train_samples if name == "train" else data_args.max_eval_samples)
-            for name, split in splits.items()
-        }
-    )
-
-
-def training_texts(train: Dataset) -> list[str]:
-    """Every sentence of a training split (targets, sources, all caption references): a tokenizer's training text."""
-    texts: list[str] = []
-    for column in ("text", "target", "source", "captions"):
-        if column in train.column_names:
-            for value in train[column]:
-                texts.extend(value if isinstance(value, list) else [value])
-    return [text for text in texts if text]
-
-
-def _head(split: Dataset, limit: int | None) -> Dataset:
-    return split if limit is None or limit >= len(split) else split.select(range(limit))
-
-
-def _asr(root, data_args) -> DatasetDict:
-    if data_args.asr_corpus == "fsdd":
-        return split_fsdd_by_recording(load_fsdd(root, "train"))
-    if data_args.asr_corpus == "read_speech":
-        speech = load_read_speech(root)
-        cut = len(speech) - READ_SPEECH_VALIDATION
-        return DatasetDict({"train": speech.select(range(cut)), "validation": speech.select(range(cut, len(speech)))})
-    raise ValueError(f"--asr_corpus must be 'fsdd' or 'read_speech', got {data_args.asr_corpus!r}.")
-
-
-def _translation(root, data_args) -> DatasetDict:
-    pair = dict(source_lang=data_args.source_lang, target_lang=data_args.target_lang)
-    return DatasetDict(
-        {
-            "train": load_multi30k(root, "train", **pair),
-            "validation": load_multi30k(root, "val", **pair),
-            "test": load_multi30k(root, "test_2016_flickr", **pair),
-        }
-    )
-
-
-def _captioning(root, data_args) -> DatasetDict:
-    return DatasetDict({"train": load_flickr8k(root, "train"), "validation": load_flickr8k(root, "val")})
-
-
-def _mmt(root, data_args) -> DatasetDict:
-    """Flickr8k rows with their Multi30k sentences as `source` / `target`. Flickr8k's own splits overlap Multi30k's,
-    so rows are split by their Multi30k split: no validation sentence is ever trained on."""
-    source, target = f"m30_{data_args.source_lang}", f"m30_{data_args.target_lang}"
-    flickr = concatenate_datasets([load_flickr8k(root, "train"), load_flickr8k(root, "val")])
-
-    def rows(m30_split: str) -> Dataset:
-        kept = keep_multi30k_rows(flickr, m30_split)
-        kept = kept.map(lambda row: {"source": row[source], "target": row[target]})
-        return kept.select_columns(["image", "source", "target"])
-
-    return DatasetDict({"train": rows("train"), "validation": rows("val")})
-
-
-def _pretrain(root, data_args) -> DatasetDict:
-    """Text-only, image-text and audio-text rows in one data set (columns `text`, `image`, `audio`)."""
-    fsdd = split_fsdd_by_recording(load_fsdd(root, "train"))
-    speech = _asr(root, _with(data_args, asr_corpus="read_speech"))
-    flickr = {split: load_flickr8k(root, name) for split, name in (("train", "train"), ("validation", "val"))}
-    multi30k = {split: load_multi30k(root, name) for split, name in (("train", "train"), ("validation", "val"))}
-    result = {}
-    for split in ("train", "validation"):
-        parts = [
-            _text_rows(sentence for row in multi30k[split] for sentence in (row["source"], row["target"])),
-            _media_rows("image", ((row["image"], caption) for row in flickr[split] for caption in row["captions"])),
-            _media_rows("audio", ((row["audio"], row["text"]) for row in fsdd[split])),
-            _media_rows("audio", ((row["audio"], row["text"]) for row in speech[split])),
-        ]
-        result[split] = concatenate_datasets(parts).shuffle(seed=0)
-    return DatasetDict(result)
-
-
 # Media are file paths, `None` where a row has none.
 PRETRAIN_FEATURES = Features({"text": Value("string"), "image": Value("string"), "audio": Value("string")})
+
+
+def builtin_splits(
+    name: str | None,
+    task: str,
+    root: str | os.PathLike | None = None,
+    *,
+    source_lang: str = "en",
+    target_lang: str = "de",
+) -> dict[str, SplitLoader]:
+    """The splits of a built-in corpus for `task`, each as a function that loads it (nothing is read before).
+
+    - `fsdd` (asr, pretrain): every sub-folder of `fsdd/`; without a validation folder of its own, `train` is split
+      by recording: 5-44 `train`, 45-49 `validation` ([`~corpora.split_fsdd_by_recording`]);
+    - `read_speech` (asr, pretrain): `train` (the first 121 sentences) and `validation` (the last 20);
+    - `multi30k` (translation, pretrain): every `<split>` of the `<split>.<lang>.gz` files;
+    - `flickr8k` (captioning, pretrain, mmt): every `<split>.jsonl`; for mmt, the Multi30k splits of its rows
+      ([`~corpora.keep_multi30k_rows`]);
+    - `synthetic` (asr, translation, captioning, pretrain): `train`, `validation`, `test` (generated, seed 0);
+    - `None` (pretrain): `train` and `validation` of the four real corpora mixed and shuffled.
+
+    `validation` also names a layout's `val` split. Pretraining rows have the columns `text`, `image`, `audio`
+    (paths, `None` where absent) for multi30k, flickr8k and the mix; fsdd and read_speech rows keep their own.
+
+    Args:
+        name (`str`, *optional*): one of [`BUILTIN_SOURCES`], or `None` for the task's default corpus.
+        task (`str`): the task that reads the rows.
+        root (`str` or `os.PathLike`, *optional*): the data folder (default [`default_data_dir`]).
+        source_lang, target_lang (`str`): the language pair of multi30k translation and flickr8k mmt rows.
+
+    Raises:
+        `ValueError`: the corpus does not serve `task`, or lacks the language pair.
+    """
+    if name is None:
+        if task == "pretrain":
+            return _pretrain_mix_splits(root)
+        name = DEFAULT_SOURCES[task]
+    servers = {
+        "fsdd": (("asr", "pretrain"), _fsdd_splits),
+        "read_speech": (("asr", "pretrain"), _read_speech_splits),
+        "multi30k": (("translation", "pretrain"), _multi30k_splits),
+        "flickr8k": (("captioning", "pretrain", "mmt"), _flickr8k_splits),
+        "synthetic": (tuple(SYNTHETIC_TASKS), _synthetic_splits),
+    }
+    if name not in servers:
+        raise ValueError(f"Unknown built-in corpus {name!r}: choose one of {list(BUILTIN_SOURCES)}.")
+    tasks, splits_of = servers[name]
+    if task not in tasks:
+        raise ValueError(f"The built-in corpus {name!r} serves the tasks {list(tasks)}, not {task!r}.")
+    splits = splits_of(root, task, source_lang=source_lang, target_lang=target_lang)
+    for alias, name_in_layout in VALIDATION_ALIASES.items():
+        if alias not in splits and name_in_layout in splits:
+            splits[alias] = splits[name_in_layout]
+    return splits
+
+
+def _fsdd_splits(root, task: str, **languages: str) -> dict[str, SplitLoader]:
+    folder = _dataset_dir(root, "fsdd")
+    splits = {path.name: partial(load_fsdd, root, path.name) for path in sorted(folder.iterdir()) if path.is_dir()}
+    has_validation = any(name in splits for name in ("validation", *VALIDATION_ALIASES.values()))
+    if "train" in splits and not has_validation:
+        carved = cache(lambda: split_fsdd_by_recording(load_fsdd(root, "train")))
+        splits["train"] = lambda: carved()["train"]
+        splits["validation"] = lambda: carved()["validation"]
+    return splits
+
+
+def _read_speech_splits(root, task: str, **languages: str) -> dict[str, SplitLoader]:
+    def load(split: str) -> Dataset:
+        speech = load_read_speech(root)
+        cut = len(speech) - READ_SPEECH_VALIDATION
+        return speech.select(range(cut) if split == "train" else range(cut, len(speech)))
+
+    return {split: partial(load, split) for split in ("train", "validation")}
+
+
+def _multi30k_splits(root, task: str, *, source_lang: str, target_lang: str) -> dict[str, SplitLoader]:
+    def load(split: str) -> Dataset:
+        if task == "pretrain":  # both sides of every pair as text-only rows
+            pairs = load_multi30k(root, split)
+            return _text_rows(sentence for row in pairs for sentence in (row["source"], row["target"]))
+        return load_multi30k(root, split, source_lang=source_lang, target_lang=target_lang)
+
+    return {split: partial(load, split) for split in multi30k_languages(root)}
+
+
+def _flickr8k_splits(root, task: str, *, source_lang: str, target_lang: str) -> dict[str, SplitLoader]:
+    folder = _dataset_dir(root, "flickr8k")
+    files = sorted(path.stem for path in folder.glob("*.jsonl"))
+    if task == "mmt":
+        return _flickr8k_mmt_splits(root, files, source_lang, target_lang)
+
+    def load(split: str) -> Dataset:
+        flickr = load_flickr8k(root, split)
+        if task == "pretrain":  # one image-text row per caption
+            return _media_rows("image", ((row["image"], caption) for row in flickr for caption in row["captions"]))
+        return flickr
+
+    return {split: partial(load, split) for split in files}
+
+
+def _flickr8k_mmt_splits(root, files: list[str], source_lang: str, target_lang: str) -> dict:
+    """Flickr8k rows with their Multi30k sentences as `source` / `target`, split by their Multi30k split (Flickr8k's
+    own splits overlap Multi30k's): no sentence of a Multi30k validation split is ever trained on."""
+    order = sorted(files, key=lambda name: (name != "train", name != "val", name))  # as before: train, val, others
+    flickr = cache(lambda: concatenate_datasets([load_flickr8k(root, name) for name in order]))
+    columns = {f"m30_{lang}" for lang in (source_lang, target_lang)}
+    missing = sorted(columns - set(FLICKR8K_MULTI30K_FIELDS))
+    if missing:
+        languages = [field.removeprefix("m30_") for field in FLICKR8K_MULTI30K_FIELDS if len(field) == 6]
+        raise ValueError(f"Flickr8k rows have Multi30k sentences in {languages}, not {missing}.")
+
+    def load(m30_split: str) -> Dataset:
+        kept = keep_multi30k_rows(flickr(), m30_split)
+        kept = kept.map(lambda row: {"source": row[f"m30_{source_lang}"], "target": row[f"m30_{target_lang}"]})
+        return kept.select_columns(["image", "source", "target"])
+
+    m30_splits = sorted({split for split in flickr()["m30_split"] if split is not None})
+    return {split: partial(load, split) for split in m30_splits}
+
+
+def _synthetic_splits(root, task: str, **languages: str) -> dict[str, SplitLoader]:
+    generated = make_demo_splits(seed=0)[SYNTHETIC_TASKS[task]]  # every task is generated: they share no input
+    return {split: partial(lambda name: generated[name], split) for split in generated}
+
+
+def _pretrain_mix_splits(root) -> dict[str, SplitLoader]:
+    """Text-only, image-text and audio-text rows in one data set (columns `text`, `image`, `audio`), shuffled."""
+
+    def load(split: str) -> Dataset:
+        multi30k = _multi30k_splits(root, "pretrain", source_lang="en", target_lang="de")
+        flickr8k = _flickr8k_splits(root, "pretrain", source_lang="en", target_lang="de")
+        name_in_layout = "train" if split == "train" else "val"
+        fsdd = _fsdd_splits(root, "pretrain")[split]()
+        speech = _read_speech_splits(root, "pretrain")[split]()
+        parts = [
+            multi30k[name_in_layout](),
+            flickr8k[name_in_layout](),
+            _media_rows("audio", ((row["audio"], row["text"]) for row in fsdd)),
+            _media_rows("audio", ((row["audio"], row["text"]) for row in speech)),
+        ]
+        return concatenate_datasets(parts).shuffle(seed=0)
+
+    return {split: partial(load, split) for split in ("train", "validation")}
 
 
 def _text_rows(texts: Iterable[str]) -> Dataset:
@@ -148,157 +227,307 @@ def _media_rows(column: str, pairs: Iterable[tuple[str, str]]) -> Dataset:
     return Dataset.from_dict(rows, features=PRETRAIN_FEATURES)
 
 
-def _with(data_args: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(data_args, **changes)
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Users' own data
+# Users' data: data files, local folders, Hub ids
 # ---------------------------------------------------------------------------------------------------------------
 
+SPLIT_FILES = {"train": "train_file", "validation": "validation_file", "test": "test_file"}
 
-def _media_column_name(column: str, paths: Sequence[str | None], where: Path) -> str:
-    """The column that a `file_name` column becomes: `audio` or `image` by the files' extensions."""
-    suffixes = {Path(path).suffix.lower() for path in paths if path}
-    for name, extensions in (("audio", AUDIO_EXTENSIONS), ("image", IMAGE_EXTENSIONS)):
-        if suffixes and suffixes <= extensions:
-            return name
-    raise ValueError(
-        f"{where}: cannot tell whether the {column!r} column names audio or image files (extensions "
-        f"{sorted(suffixes)}): name the column 'audio_file_name' or 'image_file_name' instead."
+
+def _user_splits(data_args: Any, media_columns: Sequence[str]) -> tuple[dict[str, SplitLoader], str]:
+    """The splits of the user's data (`--train_file`... or `--dataset_name`), and a name for it."""
+    options = dict(
+        media_columns=media_columns,
+        cache_dir=data_args.cache_dir,
+        streaming=data_args.streaming,
+        num_proc=data_args.preprocessing_num_workers,
     )
-
-
-def _path_columns(dataset: Dataset, media_columns: Sequence[str], where: Path) -> dict[str, str]:
-    """Maps each column that holds relative media paths to the name it gets, the way `imagefolder` names them."""
-    renames = {}
-    for column, feature in dataset.features.items():
-        is_text = feature in (Value("string"), Value("large_string"))
-        if column == "file_name" and is_text:
-            renames[column] = _media_column_name(column, dataset[column], where)
-        elif column.endswith("_file_name") and is_text:
-            renames[column] = column.removesuffix("_file_name")
-        elif column in media_columns and is_text:
-            renames[column] = column
-    return renames
-
-
-def _resolve_media_paths(dataset: Dataset, base_dir: Path, media_columns: Sequence[str], where: Path) -> Dataset:
-    """Renames `file_name` columns and turns their relative paths into absolute ones; checks the files exist."""
-    renames = _path_columns(dataset, media_columns, where)
-    taken = set(dataset.column_names) - set(renames)
-    clashes = [name for old, name in renames.items() if name != old and name in taken]
-    if clashes:
-        raise ValueError(f"{where}: the file_name columns would overwrite the columns {clashes}: rename them.")
-    columns = {}
-    for old, new in renames.items():
-        paths = [None if path is None else str((base_dir / path).resolve()) for path in dataset[old]]
-        missing = [path for path in paths if path is not None and not os.path.isfile(path)]
-        if missing:
-            raise FileNotFoundError(f"{where}: {len(missing)} files of column {old!r} not found, e.g. {missing[:3]}.")
-        columns[new] = paths
-    order = [renames.get(column, column) for column in dataset.column_names]
-    dataset = dataset.remove_columns(list(renames))
-    for name, paths in columns.items():
-        dataset = dataset.add_column(name, paths)
-    return dataset.select_columns(order)
-
-
-def _load_table_file(file: Path, media_columns: Sequence[str], cache_dir: str | os.PathLike | None) -> Dataset:
-    """Loads one JSON lines / CSV / Parquet file with `datasets`' local builders and resolves its media paths."""
-    builder = TABLE_BUILDERS.get(file.suffix.lower())
-    if builder is None:
-        raise ValueError(f"Cannot load {file}: supported files are {sorted(TABLE_BUILDERS)} or a media folder.")
-    if not file.is_file():
-        raise FileNotFoundError(f"Data file not found: {file}")
-    file = file.resolve()
-    try:
-        dataset = datasets.load_dataset(builder, data_files=str(file), split="train", cache_dir=cache_dir)
-    except (ValueError, StopIteration) as error:  # what the builders raise for an empty file
-        raise ValueError(f"Could not read any rows from {file} ({error!r}): is it empty or malformed?") from error
-    if len(dataset) == 0:
-        raise ValueError(f"{file} holds no rows: is it empty?")
-    return _resolve_media_paths(dataset, file.parent, media_columns, file)
-
-
-def _find_metadata(folder: Path) -> Path | None:
-    """The one `metadata.{jsonl,csv,parquet}` file of `folder`, or `None`."""
-    found = [folder / name for name in METADATA_FILE_NAMES if (folder / name).is_file()]
-    if len(found) > 1:
-        raise ValueError(f"{folder} has several metadata files {[path.name for path in found]}: keep one.")
-    return found[0] if found else None
-
-
-def _media_folder_metadata(folder: Path, split: str | None) -> Path:
-    """The metadata file of a split of an `imagefolder` / `audiofolder`-style folder."""
-    metadata = _find_metadata(folder)
-    if metadata is not None:
-        _check_split("train" if split is None else split, ["train"], f"{folder} (metadata in the folder itself)")
-        return metadata
-    splits = {sub.name: _find_metadata(sub) for sub in sorted(folder.iterdir()) if sub.is_dir()}
-    splits = {name: path for name, path in splits.items() if path is not None}
-    if not splits:
-        raise FileNotFoundError(
-            f"No {' / '.join(METADATA_FILE_NAMES)} in {folder} or its sub-folders: add one with a 'file_name' column "
-            "giving each file's path relative to it (the Hugging Face imagefolder / audiofolder layout)."
+    files = {split: Path(getattr(data_args, flag)) for split, flag in SPLIT_FILES.items() if getattr(data_args, flag)}
+    if files:
+        _refuse_config(data_args, "data files")
+        return table_splits(files, **options), ", ".join(str(file) for file in files.values())
+    name = data_args.dataset_name
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return _folder_splits(path.resolve(), data_args, options), str(path)
+    if path.is_file() or path.suffix.lower() in TABLE_BUILDERS:
+        raise ValueError(
+            f"--dataset_name {name} is a file: pass it as --train_file, --validation_file or --test_file."
         )
-    return splits[_check_split("train" if split is None else split, splits, str(folder))]
+    return _load_dataset_splits(name, data_args), name
 
 
-def load_user_dataset(
-    path_or_files: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    split: str | None = None,
-    media_columns: Sequence[str] = ("audio", "image"),
-    cache_dir: str | os.PathLike | None = None,
-) -> Dataset:
-    """Loads users' own data in the standard Hugging Face forms, with media columns as absolute path strings.
+def _refuse_config(data_args: Any, what: str) -> None:
+    if data_args.dataset_config_name is not None:
+        raise ValueError(f"--dataset_config_name selects a configuration of a data set; {what} have none: drop it.")
 
-    Accepted forms:
-    - an `imagefolder` / `audiofolder` directory: a `metadata.jsonl` (or `.csv`, `.parquet`) whose `file_name`
-      column names each file relative to the metadata file, either in the folder itself or in one sub-folder per
-      split (`train/metadata.jsonl`, `validation/metadata.jsonl`...);
-    - JSON lines, CSV or Parquet files (one path or a list, concatenated), read with `datasets`' local builders
-      (no Hub access; works with `HF_HUB_OFFLINE=1`).
 
-    Media paths are resolved relative to the file that lists them. As in `imagefolder`, a `file_name` column
-    becomes `audio` or `image` (by the files' extensions) and an `<name>_file_name` column becomes `<name>`; string
-    columns named in `media_columns` are resolved too. Decoding is left to `multimodal_gpt.media_multimodal_gpt`.
+def _folder_splits(path: Path, data_args: Any, options: dict[str, Any]) -> dict[str, SplitLoader]:
+    """A `save_to_disk` folder, an imagefolder / audiofolder with metadata files, or any folder `load_dataset`
+    reads (data files named by split), in that order."""
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        _refuse_config(data_args, "save_to_disk folders")
+        return _disk_splits(path)
+    metadata = media_folder_metadata(path)
+    if metadata:
+        _refuse_config(data_args, "media folders")
+        return table_splits(metadata, **options)
+    media_columns = options["media_columns"]
+    try:
+        splits = _load_dataset_splits(str(path), data_args)
+    except ValueError as error:
+        raise ValueError(
+            f"Could not read the folder {path}: {error.__cause__ or error}. A data folder holds a metadata.csv, "
+            ".jsonl or .parquet with a 'file_name' column (imagefolder / audiofolder, in the folder or in one "
+            "sub-folder per split), save_to_disk output, or data files that datasets.load_dataset reads (e.g. "
+            "train.csv, test.csv)."
+        ) from error
+    return {split: _then(load, resolve_media_paths, path, media_columns, path) for split, load in splits.items()}
+
+
+def _then(load: SplitLoader, step: Callable[..., AnyDataset], *args: Any) -> SplitLoader:
+    """A loader that applies `step(dataset, *args)` to what `load` gives."""
+    return lambda: step(load(), *args)
+
+
+def _disk_splits(path: Path) -> dict[str, SplitLoader]:
+    """The splits of a `save_to_disk` folder: a `DatasetDict`'s, or `train` for a single `Dataset`."""
+    loaded = cache(lambda: datasets.load_from_disk(str(path)))
+    if (path / "dataset_dict.json").is_file():
+        names = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        return {name: partial(lambda split: loaded()[split], name) for name in names}
+    return {"train": loaded}
+
+
+def _load_dataset_splits(name: str, data_args: Any) -> dict[str, SplitLoader]:
+    """`datasets.load_dataset(name, --dataset_config_name)`: a Hub id (from the local cache when offline) or a local
+    folder of data files."""
+    try:
+        workers = (
+            {} if data_args.preprocessing_num_workers is None else {"num_proc": data_args.preprocessing_num_workers}
+        )
+        loaded = datasets.load_dataset(
+            name,
+            data_args.dataset_config_name,
+            cache_dir=data_args.cache_dir,
+            streaming=data_args.streaming,
+            **workers,
+        )
+    except ImportError as error:  # an audiofolder without metadata: datasets lists audio files with torchcodec
+        raise ImportError(
+            f"datasets could not read {name!r} ({error}). For a folder of media files, add a metadata.csv or "
+            "metadata.jsonl with a 'file_name' column and the text columns: this package reads it without torchcodec."
+        ) from error
+    except (FileNotFoundError, ConnectionError, ValueError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise ValueError(
+            f"Could not load the data set {name!r}: {error}. --dataset_name takes a built-in corpus "
+            f"{list(BUILTIN_SOURCES)}, a local folder, or a Hub id; with no network (HF_HUB_OFFLINE=1) a Hub data set "
+            "loads from the local cache (--cache_dir where it is not the default)."
+        ) from error
+    return {split: partial(lambda part: loaded[part], split) for split in loaded}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The task's columns
+# ---------------------------------------------------------------------------------------------------------------
+
+# Per task: the `Task` field each column flag sets.
+COLUMN_FLAGS = {
+    "asr": {"audio_column": "audio_column_name", "target_column": "text_column_name"},
+    "pretrain": {
+        "target_column": "text_column_name",
+        "image_column": "image_column",
+        "audio_column": "audio_column_name",
+    },
+    "captioning": {"image_column": "image_column", "target_column": "caption_column"},
+    "translation": {"source_column": "source_column", "target_column": "target_column"},
+    "mmt": {"image_column": "image_column", "source_column": "source_column", "target_column": "target_column"},
+}
+TRANSLATION_COLUMN = "translation"
+# The fields a `translation` dict column replaces.
+TRANSLATION_FIELDS = ("source_column", "target_column")
+
+
+def task_for(data_args: Any, column_names: Sequence[str] = ()) -> Task:
+    """The task a run reads its rows with: its columns from the column flags (else the task's defaults), its language
+    pair, and for `--text_only` mmt the translation prompt on the same rows.
+
+    Without `--source_column` / `--target_column`, translation data with a `translation` column of `{language:
+    sentence}` dicts and no `source` column (Hub translation data sets) is read through that column.
+    """
+    flags = dict(COLUMN_FLAGS[data_args.task])
+    name = data_args.task
+    if name == "mmt" and data_args.text_only:
+        name = "translation"
+        flags.pop("image_column")
+    default = get_task(name)
+    fields = {field: getattr(data_args, flag) or getattr(default, field) for field, flag in flags.items()}
+    if data_args.task in ("translation", "mmt"):
+        fields.update(source_lang=data_args.source_lang or "en", target_lang=data_args.target_lang or "de")
+        no_column_flags = data_args.source_column is None and data_args.target_column is None
+        if no_column_flags and TRANSLATION_COLUMN in column_names and fields["source_column"] not in column_names:
+            fields["translation_column"] = TRANSLATION_COLUMN
+    return get_task(name, **fields)
+
+
+def _check_columns(dataset: AnyDataset, task: Task, data_args: Any, where: str) -> None:
+    """Every column the task reads is in `dataset`, else an error naming the flag and the columns there are."""
+    columns = list(dataset.column_names)
+    for field_name, flag in COLUMN_FLAGS[data_args.task].items():
+        column = getattr(task, field_name)
+        read_from_translation = task.translation_column is not None and field_name in TRANSLATION_FIELDS
+        optional = task.media_optional and getattr(data_args, flag) is None  # pretraining rows may lack a medium
+        if column is not None and column not in columns and not read_from_translation and not optional:
+            raise ValueError(f"--{flag} {column!r} not found in {where}: its columns are {columns}.")
+    if task.translation_column is not None:  # the language pair must be in the dicts: check the first row
+        first = dataset[0] if isinstance(dataset, Dataset) else next(iter(dataset.take(1)))
+        task.target_texts(first)
+        task.source_texts(first)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The entry point
+# ---------------------------------------------------------------------------------------------------------------
+
+# With --streaming and no limit, a tokenizer trained here reads this many training rows.
+STREAMING_TOKENIZER_ROWS = 100_000
+
+
+@dataclass
+class TaskData:
+    """The data of a run.
 
     Args:
-        path_or_files (`str`, `os.PathLike` or a sequence of them): a media folder, or data file(s).
-        split (`str`, *optional*):
-            The split sub-folder of a media folder (default `train`; a folder with its own metadata file is the
-            `train` split). Not used with files: pass the files of the split you want.
-        media_columns (`Sequence[str]`, *optional*, defaults to `("audio", "image")`):
-            Columns that hold media file paths to resolve.
-        cache_dir (`str` or `os.PathLike`, *optional*): the `datasets` cache folder for the Arrow files.
+        task ([`~tasks.Task`]): how rows become examples (the columns read, the language pair).
+        source (`str`): what was read (a built-in corpus, a folder, a Hub id, files), for logs and the model card.
+        train (`Dataset` or `IterableDataset`, *optional*): the training split, cut and filtered.
+        evaluation (`dict[str, Dataset | IterableDataset]`): each evaluation split by name, in the order asked.
+    """
 
-    Returns:
-        `Dataset`: the user's columns, with media columns as absolute paths.
+    task: Task
+    source: str
+    train: AnyDataset | None
+    evaluation: dict[str, AnyDataset]
+
+    def sizes(self) -> dict[str, int | str]:
+        """Rows per split (the training split as `train`; `"streamed"` for a stream), for logs."""
+        splits = {"train": self.train} if self.train is not None else {}
+        splits.update(self.evaluation)
+        return {name: len(split) if isinstance(split, Dataset) else "streamed" for name, split in splits.items()}
+
+
+def load_task_data(data_args: Any, *, train: bool = True, evaluation: bool = True) -> TaskData:
+    """Loads the training split (`train=True`) and the evaluation splits (`evaluation=True`) of a run.
+
+    Args:
+        data_args (`training.DataArguments`): the data flags (checked with `training.check_data_arguments`).
+        train (`bool`, defaults to `True`): load `--train_split_name`, cut to `--max_train_samples`, then filtered by
+            `--min/max_duration_in_seconds`.
+        evaluation (`bool`, defaults to `True`): load every `--eval_split_name`, cut to `--max_eval_samples`.
 
     Raises:
-        `FileNotFoundError`: a path, metadata file or listed media file is missing.
-        `ValueError`: an unknown split or file type, or no rows.
+        `ValueError`: an unknown split or column (the available ones are listed), or flags that do not fit the source.
+        `FileNotFoundError`: missing data.
     """
-    if isinstance(path_or_files, (str, os.PathLike)):
-        path = Path(path_or_files).expanduser()
-        if path.is_dir():
-            metadata = _media_folder_metadata(path, split)
-            return _load_table_file(metadata, media_columns, cache_dir)
-        files = [path]
-    else:
-        files = [Path(file).expanduser() for file in path_or_files]
-    if split is not None:
-        raise ValueError(
-            f"split={split!r} selects a sub-folder of a media folder; with files, pass that split's files."
+    task = task_for(data_args)
+    splits, source = available_splits(data_args, task.media_columns)
+    wanted = ([data_args.train_split_name] if train else []) + (list(data_args.eval_split_name) if evaluation else [])
+    for name in wanted:
+        if name not in splits:
+            raise ValueError(f"Unknown split {name!r} of {source}: available splits are {sorted(splits)}.")
+    loaded = {name: _prepared(splits[name](), data_args) for name in dict.fromkeys(wanted)}
+    if loaded:
+        task = task_for(data_args, next(iter(loaded.values())).column_names)
+    for name, dataset in loaded.items():
+        _check_columns(dataset, task, data_args, f"{source} split {name!r}")
+    train_split = None
+    if train:
+        train_split = _head(loaded[data_args.train_split_name], data_args.max_train_samples)
+        train_split = _within_durations(train_split, task, data_args)
+    evaluation_splits = {}
+    if evaluation:
+        evaluation_splits = {
+            name: _head(loaded[name], data_args.max_eval_samples) for name in data_args.eval_split_name
+        }
+    return TaskData(task, source, train_split, evaluation_splits)
+
+
+def available_splits(data_args: Any, media_columns: Sequence[str] = ()) -> tuple[dict[str, SplitLoader], str]:
+    """Every split of the run's source, as `{name: loader}` (nothing is loaded yet), and the source's name."""
+    is_builtin = data_args.dataset_name is None or data_args.dataset_name in BUILTIN_SOURCES
+    has_files = any(getattr(data_args, flag) for flag in SPLIT_FILES.values())
+    if is_builtin and not has_files:
+        unused = ["dataset_config_name", "cache_dir"]
+        if data_args.min_duration_in_seconds is None and data_args.max_duration_in_seconds is None:
+            unused.append("preprocessing_num_workers")  # only the duration filter runs in processes here
+        for flag in unused:
+            if getattr(data_args, flag) is not None:
+                raise ValueError(f"The built-in corpora are read in memory, without --{flag}: drop it.")
+        root = data_args.data_dir or default_data_dir()
+        splits = builtin_splits(
+            data_args.dataset_name,
+            data_args.task,
+            root,
+            source_lang=data_args.source_lang or "en",
+            target_lang=data_args.target_lang or "de",
         )
-    if not files:
-        raise ValueError("No data files given: pass a media folder, or JSON lines / CSV / Parquet files.")
-    parts = [_load_table_file(file, media_columns, cache_dir) for file in files]
-    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        return splits, data_args.dataset_name or DEFAULT_SOURCES.get(data_args.task, "the built-in pretraining mix")
+    if data_args.data_dir is not None:
+        raise ValueError("--data_dir locates the built-in corpora; with your own data it is not read: drop it.")
+    return _user_splits(data_args, media_columns)
+
+
+def _prepared(dataset: AnyDataset, data_args: Any) -> AnyDataset:
+    """Media columns undecoded (our decoder takes over), a stream if asked, features known."""
+    dataset = undecoded_media_columns(dataset)
+    if data_args.streaming and isinstance(dataset, Dataset):
+        dataset = dataset.to_iterable_dataset()
+    return with_features(dataset)
+
+
+def _head(dataset: AnyDataset, limit: int | None) -> AnyDataset:
+    if limit is None:
+        return dataset
+    if isinstance(dataset, IterableDataset):
+        return dataset.take(limit)
+    return dataset if limit >= len(dataset) else dataset.select(range(limit))
+
+
+def _within_durations(dataset: AnyDataset, task: Task, data_args: Any) -> AnyDataset:
+    """Training rows whose clips last between `--min_duration_in_seconds` and `--max_duration_in_seconds`. A row
+    whose audio cannot be read is kept: the collator skips and counts it with its reason."""
+    low, high = data_args.min_duration_in_seconds, data_args.max_duration_in_seconds
+    if low is None and high is None:
+        return dataset
+    keep = partial(_clips_within, task=task, low=low, high=high)
+    if isinstance(dataset, IterableDataset):
+        return dataset.filter(keep)
+    kept = dataset.filter(keep, num_proc=data_args.preprocessing_num_workers, desc="clip durations")
+    logger.info("Kept %d of %d training rows whose clips last %s-%s s.", len(kept), len(dataset), low or 0, high or "")
+    return kept
+
+
+def _clips_within(row: dict[str, Any], *, task: Task, low: float | None, high: float | None) -> bool:
+    try:
+        clips = [read_audio(source) for source in task.example(row).audio]
+    except (BadRowError, ValueError, FileNotFoundError, TypeError):
+        return True
+    durations = [len(samples) / rate for samples, rate in clips]
+    return all((low is None or seconds >= low) and (high is None or seconds <= high) for seconds in durations)
+
+
+def training_texts(dataset: AnyDataset, task: Task, *, limit: int | None = None) -> list[str]:
+    """Every text a task reads in a training split, references first, then sources (verbatim, empty ones dropped):
+    a tokenizer's training text. A stream is read for its first `limit` rows (default 100,000)."""
+    if isinstance(dataset, IterableDataset) and limit is None:
+        limit = STREAMING_TOKENIZER_ROWS
+    rows = _head(dataset.select_columns(list(task.text_columns)), limit)
+    targets: list[str] = []
+    sources: list[str] = []
+    for row in rows:
+        targets += task.target_texts(row)
+        sources += task.source_texts(row)
+    return targets + sources
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,6 +575,13 @@ def undecoded_media_columns(
     return dataset
 
 
-REAL_DATA = {"asr": _asr, "translation": _translation, "captioning": _captioning, "mmt": _mmt, "pretrain": _pretrain}
-
-__all__ = ["load_task_splits", "load_user_dataset", "training_texts", "undecoded_media_columns"]
+__all__ = [
+    "BUILTIN_SOURCES",
+    "TaskData",
+    "available_splits",
+    "builtin_splits",
+    "load_task_data",
+    "task_for",
+    "training_texts",
+    "undecoded_media_columns",
+]

@@ -8,6 +8,9 @@
 | `translation` | `source`, `target`                  | `"Translate English to German: {source}\\nGerman:"`        |
 | `mmt`         | `image`, `source`, `target`         | `"<image>Translate English to German: {source}\\nGerman:"` |
 
+Every column name is a field of [`Task`] ([`get_task`] replaces them); translation and mmt can also read the
+`translation` column of `{language code: sentence}` dicts that Hub translation data sets have (`translation_column`).
+
 Conventions shared by training and generation, so that what the model learns is what `generate()` continues:
 
 - A prompt never ends in whitespace, and every target starts with exactly one space (`" a dog runs"`): that is how
@@ -32,6 +35,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
 
@@ -82,8 +87,13 @@ class Task:
             row has), `{source}`, `{source_language}` and `{target_language}`. Must not end in whitespace.
         target_column (`str`): the column to learn and evaluate against: a string, or a list of references.
         source_column (`str`, *optional*): the column filled into `{source}`.
-        image_column (`str`, *optional*): the column with the image (path, bytes, `{"path", "bytes"}` or PIL).
-        audio_column (`str`, *optional*): the column with the audio (path, bytes or `{"array", "sampling_rate"}`).
+        translation_column (`str`, *optional*): a column of `{language code: sentence}` dicts (Hub translation data
+            sets' `translation`); when set, the source is its `source_lang` entry and the target its `target_lang`
+            entry, and `source_column` / `target_column` are not read.
+        image_column (`str`, *optional*): the column with the image (path, bytes, `{"path", "bytes"}`, PIL, or pixels
+            as an array or nested lists).
+        audio_column (`str`, *optional*): the column with the audio (path, bytes, `{"path", "bytes"}` or
+            `{"array", "sampling_rate"}`).
         media_optional (`bool`, defaults to `False`): the media columns may be absent or `None` (pretraining: such a
             row is text-only). Otherwise a row without its medium is a [`BadRowError`].
         source_lang, target_lang (`str`, defaults to `"en"`, `"de"`): language codes used when a row has no
@@ -95,6 +105,7 @@ class Task:
     prompt_template: str
     target_column: str
     source_column: str | None = None
+    translation_column: str | None = None
     image_column: str | None = None
     audio_column: str | None = None
     media_optional: bool = False
@@ -115,10 +126,21 @@ class Task:
                 )
 
     @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The columns that hold the task's text: the target (or translation) column first, then the source."""
+        if self.translation_column is not None:
+            return (self.translation_column,)
+        return tuple(column for column in (self.target_column, self.source_column) if column is not None)
+
+    @property
+    def media_columns(self) -> tuple[str, ...]:
+        """The columns that hold the task's media."""
+        return tuple(column for column in (self.image_column, self.audio_column) if column is not None)
+
+    @property
     def required_columns(self) -> tuple[str, ...]:
         """The columns every row must have (optional media columns excluded)."""
-        media = () if self.media_optional else (self.image_column, self.audio_column)
-        return tuple(column for column in (self.source_column, self.target_column, *media) if column is not None)
+        return self.text_columns + (() if self.media_optional else self.media_columns)
 
     def check_columns(self, row: Mapping[str, Any]) -> None:
         """Raise [`MissingColumnError`] when `row` lacks a column this task reads."""
@@ -129,6 +151,24 @@ class Task:
                 "probably dropped them because the model's forward() does not name them: set "
                 "`TrainingArguments(remove_unused_columns=False)` so the collator gets the raw columns."
             )
+
+    def target_texts(self, row: Mapping[str, Any]) -> list[str]:
+        """The row's target texts as given (every reference), without empty ones: tokenizer training text."""
+        value = self._target_value(row)
+        values = [value] if value is None or isinstance(value, str) else value
+        return [text for text in values if isinstance(text, str) and text]
+
+    def source_texts(self, row: Mapping[str, Any]) -> list[str]:
+        """The row's source sentence as given, as a list (empty without one): tokenizer training text."""
+        source = self.source_text(row)
+        return [source] if source else []
+
+    def source_text(self, row: Mapping[str, Any]) -> str | None:
+        """The row's source sentence as given (`None` for tasks without one, or where it is missing)."""
+        if self.source_column is None and self.translation_column is None:
+            return None
+        source = self._source_value(row)
+        return source if isinstance(source, str) else None
 
     def references(self, row: Mapping[str, Any]) -> list[str]:
         """The reference texts of `row` for evaluation: every caption for captioning, else `[target]`; stripped."""
@@ -153,33 +193,68 @@ class Task:
             "image": IMAGE_TOKEN * len(images),
             "audio": AUDIO_TOKEN * len(audio),
             "source": self._source(row),
-            "source_language": language_name(row.get("source_lang") or self.source_lang),
-            "target_language": language_name(row.get("target_lang") or self.target_lang),
+            "source_language": language_name(self._language(row, "source_lang")),
+            "target_language": language_name(self._language(row, "target_lang")),
         }
         target = TARGET_PREFIX + references[reference_index(references, epoch)]
         return Example(self.prompt_template.format(**fields), images, audio, target, references)
+
+    def _language(self, row: Mapping[str, Any], field_name: str) -> str:
+        """The row's `source_lang` / `target_lang` column where it has one, else the task's; a translation dict is
+        always read in the task's languages."""
+        if self.translation_column is None and isinstance(row.get(field_name), str) and row[field_name]:
+            return row[field_name]
+        return getattr(self, field_name)
 
     def postprocess(self, prediction: str) -> str:
         """A decoded prediction (prompt sliced off, special tokens skipped) as comparable text: stripped."""
         return prediction.strip()
 
+    def _translation_entry(self, row: Mapping[str, Any], language: str) -> Any:
+        """The `language` entry of the row's translation dict."""
+        entries = row[self.translation_column]
+        if not isinstance(entries, Mapping):
+            raise BadRowError(
+                f"Task {self.name!r}: the row's {self.translation_column!r} is not a {{language: sentence}} dict "
+                f"({entries!r})."
+            )
+        if language not in entries:
+            raise MissingColumnError(
+                f"The {self.translation_column!r} column has no {language!r} entry: its languages are "
+                f"{sorted(entries)}. Pass --source_lang / --target_lang among them."
+            )
+        return entries[language]
+
+    def _target_value(self, row: Mapping[str, Any]) -> Any:
+        if self.translation_column is not None:
+            return self._translation_entry(row, self.target_lang)
+        return row[self.target_column]
+
+    def _source_value(self, row: Mapping[str, Any]) -> Any:
+        if self.translation_column is not None:
+            return self._translation_entry(row, self.source_lang)
+        return row[self.source_column]
+
     def _references(self, row: Mapping[str, Any]) -> tuple[str, ...]:
-        value = row[self.target_column]
+        value = self._target_value(row)
+        column = self.translation_column or self.target_column
+        # One string is one reference (never its characters); a list or tuple holds several.
         values = [value] if value is None or isinstance(value, str) else list(value)
         references = tuple(text.strip() for text in values if isinstance(text, str) and text.strip())
         if not references:
-            raise BadRowError(f"Task {self.name!r}: the row's {self.target_column!r} is empty ({value!r}).")
+            raise BadRowError(f"Task {self.name!r}: the row's {column!r} is empty ({value!r}).")
         for text in references:
-            _check_no_placeholder(text, self.target_column)
+            _check_no_placeholder(text, column)
         return references
 
     def _source(self, row: Mapping[str, Any]) -> str:
-        if self.source_column is None:
+        if self.source_column is None and self.translation_column is None:
             return ""
-        source = row[self.source_column]
+        source = self._source_value(row)
+        column = self.translation_column or self.source_column
         if not isinstance(source, str) or not source.strip():
-            raise BadRowError(f"Task {self.name!r}: the row's {self.source_column!r} is empty ({source!r}).")
-        _check_no_placeholder(source, self.source_column)
+            raise BadRowError(f"Task {self.name!r}: the row's {column!r} is empty ({source!r}).")
+        _check_no_placeholder(source, column)
         return source.strip()
 
     def _media(self, row: Mapping[str, Any], column: str | None) -> tuple[Any, ...]:
@@ -190,6 +265,8 @@ class Task:
             if self.media_optional:
                 return ()
             raise BadRowError(f"Task {self.name!r}: the row's {column!r} is None.")
+        if isinstance(source, list):  # an array column, as `datasets` returns it: pixels or samples
+            source = np.asarray(source)
         return (source,)
 
 

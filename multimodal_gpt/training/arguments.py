@@ -1,7 +1,11 @@
 """The command-line arguments of training and evaluation (`HfArgumentParser` dataclasses: each field's `help` is its
 documentation), next to the `TrainingArguments` of the `Trainer`."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+DEFAULT_PRESET = "small"
+DEFAULT_VOCAB_SIZE = 8000
 
 
 @dataclass
@@ -13,28 +17,42 @@ class ModelArguments:
             "model from --preset."
         },
     )
-    preset: str = field(
-        default="small",
+    preset: str | None = field(
+        default=None,
         metadata={
             "help": "Named configuration for a new model: 'tiny' (demo, seconds per step) or 'small' (real "
-            "data on CPU), or a path to a preset JSON file (see multimodal_gpt/training/presets/)."
+            "data on CPU), or a path to a preset JSON file (see multimodal_gpt/training/presets/). Default: small. "
+            "Not with --model_name_or_path, whose configuration is the checkpoint's."
         },
     )
     tokenizer_name_or_path: str | None = field(
         default=None,
         metadata={
             "help": "A GPT-2 tokenizer (folder or Hub id) for a new model. Default: train a byte-level BPE "
-            "tokenizer on the training text (offline)."
+            "tokenizer on the training text (offline). Not with --model_name_or_path, whose tokenizer is the "
+            "checkpoint's."
         },
     )
-    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size of a tokenizer trained here."})
+    vocab_size: int | None = field(
+        default=None,
+        metadata={
+            "help": f"Vocabulary size of a tokenizer trained here (default {DEFAULT_VOCAB_SIZE}; a small corpus may "
+            "give fewer tokens). Not with --model_name_or_path or --tokenizer_name_or_path."
+        },
+    )
     fusion: str | None = field(
         default=None,
-        metadata={"help": "Override the preset's fusion: linear, mlp, resampler or cross_attention."},
+        metadata={
+            "help": "Override the preset's fusion: linear, mlp, resampler or cross_attention. Not with "
+            "--model_name_or_path."
+        },
     )
     freeze_towers: bool = field(default=False, metadata={"help": "Freeze the vision and audio towers."})
     freeze_language_model: bool = field(default=False, metadata={"help": "Freeze GPT-2 (and its tied head)."})
-    train_only_fusion: bool = field(default=False, metadata={"help": "Train only the fusion (LLaVA stage 1)."})
+    train_only_fusion: bool = field(
+        default=False,
+        metadata={"help": "Train only the fusion (LLaVA stage 1): for tasks with media (not translation)."},
+    )
     lora_r: int = field(
         default=0,
         metadata={
@@ -63,25 +81,113 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
+    """Which data a run reads, named as in the Transformers example scripts (`run_speech_recognition_seq2seq.py`,
+    `run_translation.py`): a built-in corpus, a `datasets` data set (Hub id or local folder) or data files, any split
+    names, any column names. See `multimodal_gpt.data.sources`."""
+
     task: str = field(metadata={"help": "pretrain, captioning, translation, asr or mmt."})
-    dataset: str = field(
-        default="real",
+    dataset_name: str | None = field(
+        default=None,
         metadata={
-            "help": "'real': the layouts of ../shared/data (see --data_dir); 'synthetic': the built-in "
-            "generated data set (no files needed)."
+            "help": "The data: a built-in corpus (fsdd, read_speech, multi30k, flickr8k, read under --data_dir; "
+            "synthetic, generated), a local folder (an imagefolder / audiofolder with a metadata.csv / .jsonl / "
+            ".parquet file, a save_to_disk folder, or any folder datasets.load_dataset reads) or a Hub data set id "
+            "(from the local cache when HF_HUB_OFFLINE=1). Default: the task's built-in corpus (asr: fsdd, "
+            "translation: multi30k, captioning and mmt: flickr8k, pretrain: all four mixed). Not with --train_file."
         },
     )
-    data_dir: str | None = field(
-        default=None, metadata={"help": "The data folder. Default: $MMGPT_DATA_DIR, else ../shared/data."}
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "The configuration (subset) of a Hub or folder data set, e.g. 'de-en'."}
     )
-    asr_corpus: str = field(default="fsdd", metadata={"help": "For --task asr: 'fsdd' or 'read_speech'."})
-    source_lang: str = field(default="en", metadata={"help": "Translation source language (Multi30k code)."})
-    target_lang: str = field(default="de", metadata={"help": "Translation target language (Multi30k code)."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "The folder that holds the built-in corpora (fsdd/, read_speech/, multi30k/, flickr8k/). "
+            "Default: $MMGPT_DATA_DIR, else ../shared/data."
+        },
+    )
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "The training split as one JSON lines, JSON, CSV or Parquet file. Media paths in it are relative "
+            "to the file. Instead of --dataset_name."
+        },
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "The 'validation' split as one file (see --train_file)."}
+    )
+    test_file: str | None = field(default=None, metadata={"help": "The 'test' split as one file (see --train_file)."})
+    train_split_name: str = field(default="train", metadata={"help": "The split to train on."})
+    eval_split_name: list[str] = field(
+        default_factory=lambda: ["validation"],
+        metadata={
+            "aliases": ["--eval_splits"],
+            "help": "The splits to evaluate on, any names the data has (several: '--eval_split_name validation "
+            "test'; commas also separate). Metrics are prefixed 'eval_' for 'validation', else with the split name.",
+        },
+    )
+    audio_column_name: str | None = field(
+        default=None, metadata={"help": "asr, pretrain: the column with the audio (default 'audio')."}
+    )
+    text_column_name: str | None = field(
+        default=None, metadata={"help": "asr: the transcript column; pretrain: the text column (default 'text')."}
+    )
+    image_column: str | None = field(
+        default=None, metadata={"help": "captioning, mmt, pretrain: the column with the image (default 'image')."}
+    )
+    caption_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "captioning: the column with one caption or a list of references per row (default 'captions')."
+        },
+    )
+    source_column: str | None = field(
+        default=None,
+        metadata={
+            "help": "translation, mmt: the column to translate (default 'source'). Without --source_column and "
+            "--target_column, data with a 'translation' column of {language: sentence} dicts (as Hub translation "
+            "data sets have) is read through --source_lang and --target_lang."
+        },
+    )
+    target_column: str | None = field(
+        default=None, metadata={"help": "translation, mmt: the column with the translation (default 'target')."}
+    )
+    source_lang: str | None = field(
+        default=None, metadata={"help": "translation, mmt: the source language code (default 'en')."}
+    )
+    target_lang: str | None = field(
+        default=None, metadata={"help": "translation, mmt: the target language code (default 'de')."}
+    )
     text_only: bool = field(
-        default=False, metadata={"help": "For --task mmt: drop the images (the text-only baseline on the same rows)."}
+        default=False, metadata={"help": "mmt: drop the images (the text-only baseline on the same rows)."}
+    )
+    max_duration_in_seconds: float | None = field(
+        default=None, metadata={"help": "asr, pretrain: drop training clips longer than this (in seconds)."}
+    )
+    min_duration_in_seconds: float | None = field(
+        default=None, metadata={"help": "asr, pretrain: drop training clips shorter than this (in seconds)."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Processes that prepare the data (datasets' num_proc: reading files into Arrow, the duration "
+            "filter). Not with --streaming."
+        },
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read the data as it is iterated (datasets' IterableDataset) instead of preparing it first; "
+            "training then needs --max_steps."
+        },
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "The datasets cache folder (default: $HF_DATASETS_CACHE)."}
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most this many evaluation rows."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many rows of each evaluation split."}
+    )
     max_length: int = field(default=256, metadata={"help": "Longest training sequence, media tokens included."})
     max_new_tokens: int = field(
         default=48,
@@ -91,10 +197,99 @@ class DataArguments:
         default=1,
         metadata={"help": "Beam width of generation in evaluation (1: greedy); saved as the generate() default."},
     )
-    eval_splits: str = field(
-        default="validation",
-        metadata={"help": "Comma-separated splits scored after training (e.g. 'validation,test')."},
-    )
+
+    def __post_init__(self):
+        names = [self.eval_split_name] if isinstance(self.eval_split_name, str) else self.eval_split_name
+        self.eval_split_name = [part.strip() for name in names for part in name.split(",") if part.strip()]
 
 
-__all__ = ["DataArguments", "ModelArguments"]
+# Which data flags each task reads: any other given for that task is a flag the run would ignore.
+TASK_DATA_FLAGS = {
+    "asr": {"audio_column_name", "text_column_name", "max_duration_in_seconds", "min_duration_in_seconds"},
+    "pretrain": {
+        "audio_column_name",
+        "text_column_name",
+        "image_column",
+        "max_duration_in_seconds",
+        "min_duration_in_seconds",
+    },
+    "captioning": {"image_column", "caption_column"},
+    "translation": {"source_column", "target_column", "source_lang", "target_lang"},
+    "mmt": {"image_column", "source_column", "target_column", "source_lang", "target_lang", "text_only"},
+}
+# Data flags of training only: an evaluation run reads no training split.
+TRAINING_DATA_FLAGS = ("train_file", "max_train_samples", "max_duration_in_seconds", "min_duration_in_seconds")
+
+
+def _given(arguments: object, names: Iterable[str]) -> list[str]:
+    """The flags among `names` set away from their `None` / `False` default, as `--name`."""
+    return [f"--{name}" for name in names if getattr(arguments, name) not in (None, False)]
+
+
+def check_data_arguments(data_args: DataArguments, *, training: bool = True) -> None:
+    """Fail early on data flags that contradict each other or that the run would ignore (what to drop is named).
+
+    Args:
+        data_args ([`DataArguments`]): the run's data flags.
+        training (`bool`, defaults to `True`): `False` for an evaluation run, which reads no training split.
+
+    Raises:
+        `ValueError`: naming the flags.
+    """
+    if data_args.task not in TASK_DATA_FLAGS:
+        raise ValueError(f"--task {data_args.task!r} is not one of {sorted(TASK_DATA_FLAGS)}.")
+    every_task_flag = set().union(*TASK_DATA_FLAGS.values())
+    ignored = _given(data_args, sorted(every_task_flag - TASK_DATA_FLAGS[data_args.task]))
+    if ignored:
+        raise ValueError(f"--task {data_args.task} does not read {', '.join(ignored)}: drop them.")
+    if data_args.text_only and data_args.image_column is not None:
+        raise ValueError("--text_only drops the images: drop --image_column.")
+    files = _given(data_args, ("train_file", "validation_file", "test_file"))
+    if files and data_args.dataset_name is not None:
+        raise ValueError(f"Give the data either as --dataset_name or as {' / '.join(files)}, not both.")
+    if not training and _given(data_args, TRAINING_DATA_FLAGS):
+        raise ValueError(
+            f"An evaluation reads no training split: drop {', '.join(_given(data_args, TRAINING_DATA_FLAGS))}."
+        )
+    if data_args.streaming and data_args.preprocessing_num_workers is not None:
+        raise ValueError("--preprocessing_num_workers prepares a data set in processes; --streaming prepares none.")
+    if not data_args.eval_split_name:
+        raise ValueError("--eval_split_name is empty: name at least one split.")
+    for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(data_args, name)}.")
+    low, high = data_args.min_duration_in_seconds, data_args.max_duration_in_seconds
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"--min_duration_in_seconds {low} is above --max_duration_in_seconds {high}.")
+
+
+# Tasks whose rows have no media: no fusion module sees an input, so none would train.
+TEXT_ONLY_TASKS = ("translation",)
+
+
+def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) -> None:
+    """Fail early on model flags that the run would ignore: a new model's settings next to a checkpoint to continue,
+    and `--train_only_fusion` where no fusion would train.
+
+    Raises:
+        `ValueError`: naming the flags.
+    """
+    if model_args.model_name_or_path is not None:
+        ignored = _given(model_args, ("preset", "fusion", "vocab_size", "tokenizer_name_or_path"))
+        if ignored:
+            raise ValueError(
+                f"{', '.join(ignored)} describe a new model, but --model_name_or_path continues "
+                f"{model_args.model_name_or_path} with its own configuration and tokenizer: drop them."
+            )
+    elif model_args.tokenizer_name_or_path is not None and model_args.vocab_size is not None:
+        raise ValueError("--vocab_size sizes a tokenizer trained here; --tokenizer_name_or_path loads one: drop one.")
+    text_only = data_args.task in TEXT_ONLY_TASKS or (data_args.task == "mmt" and data_args.text_only)
+    if model_args.train_only_fusion and text_only:
+        task = "--task mmt --text_only" if data_args.task == "mmt" else f"--task {data_args.task}"
+        raise ValueError(
+            f"--train_only_fusion trains only the fusion modules, but {task} gives no image or audio, so no fusion "
+            "would train: drop --train_only_fusion."
+        )
+
+
+__all__ = ["DataArguments", "ModelArguments", "check_data_arguments", "check_model_arguments"]

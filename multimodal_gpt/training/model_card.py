@@ -26,7 +26,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig
+from ..data.sources import BUILTIN_SOURCES, DEFAULT_SOURCES
 from ..data.tasks import get_task, language_name
+from .arguments import DEFAULT_PRESET
 from .metrics import TASK_METRICS
 
 logger = logging.getLogger(__name__)
@@ -89,11 +91,24 @@ class DatasetInfo:
 
 
 def datasets_for_run(
-    task: str, dataset: str = "real", *, asr_corpus: str = "fsdd", source_lang: str = "en", target_lang: str = "de"
+    task: str,
+    dataset_name: str | None = None,
+    *,
+    dataset_config_name: str | None = None,
+    data_files: Sequence[str] = (),
+    source_lang: str | None = None,
+    target_lang: str | None = None,
 ) -> list[DatasetInfo]:
-    """The data sets that `scripts/train.py` reads for `task` (`--dataset real` or `synthetic`); the first is the
-    one evaluated."""
-    if dataset == "synthetic":
+    """The data sets that `scripts/train.py` reads for `task` (its `--dataset_name`, `--dataset_config_name` and
+    `--train_file`...; no name: the task's built-in corpus); the first is the one evaluated."""
+    source_lang, target_lang = source_lang or "en", target_lang or "de"
+    if data_files:
+        return [DatasetInfo(Path(data_files[0]).stem, ", ".join(Path(file).name for file in data_files))]
+    if dataset_name not in (None, *BUILTIN_SOURCES):
+        local = Path(dataset_name).expanduser()
+        name = local.resolve().name if local.exists() else dataset_name  # a folder: its name, never a local path
+        return [DatasetInfo(name, name, config=dataset_config_name)]
+    if dataset_name == "synthetic":
         return [
             DatasetInfo(
                 "multimodal_gpt-synthetic",
@@ -126,15 +141,12 @@ def datasets_for_run(
         description="800 training and 100 validation photos, 5 captions each",
         license=flickr_terms,
     )
-    if task == "asr":
-        return [fsdd if asr_corpus == "fsdd" else read_speech]
-    if task == "translation":
-        return [multi30k]
-    if task == "captioning":
-        return [flickr8k]
-    if task == "mmt":
+    corpora = {"fsdd": [fsdd], "read_speech": [read_speech], "multi30k": [multi30k], "flickr8k": [flickr8k]}
+    if dataset_name is None:
+        dataset_name = DEFAULT_SOURCES.get(task)
+    if task == "mmt" and dataset_name == "flickr8k":
         return [multi30k, flickr8k]
-    return [multi30k, flickr8k, fsdd, read_speech]
+    return corpora.get(dataset_name, [multi30k, flickr8k, fsdd, read_speech])
 
 
 def run_card_kwargs(
@@ -154,7 +166,8 @@ def run_card_kwargs(
         if flag
     ]
     training = {
-        "started from": model_args.model_name_or_path or f"a new model, preset `{model_args.preset}`",
+        "started from": model_args.model_name_or_path
+        or f"a new model, preset `{model_args.preset or DEFAULT_PRESET}`",
         "frozen": ", ".join(frozen) or "nothing",
         "steps": global_step,
         "training samples": results.get("train_samples"),
@@ -167,8 +180,9 @@ def run_card_kwargs(
         "task": task,
         "datasets": datasets_for_run(
             data_args.task,
-            data_args.dataset,
-            asr_corpus=data_args.asr_corpus,
+            data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            data_files=[file for file in (data_args.train_file, data_args.validation_file) if file],
             source_lang=data_args.source_lang,
             target_lang=data_args.target_lang,
         ),

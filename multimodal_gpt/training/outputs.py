@@ -1,12 +1,13 @@
-"""What a run writes beside its model: the loss-curve plot and the predictions file."""
+"""What a run writes beside its model: the loss-curve plot and the predictions file (one line per evaluated row)."""
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset
+from ..data.tasks import Task
 
 
 def plot_training_curves(log_history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path | None:
@@ -35,29 +36,55 @@ def plot_training_curves(log_history: list[dict[str, Any]], path: str | os.PathL
     return Path(path)
 
 
-def write_predictions(
-    path: str | os.PathLike, prompts: Sequence[str], predictions: Sequence[str], references: Sequence[Sequence[str]]
-) -> None:
-    """One JSON object a line: the input, the prediction and its references."""
+@dataclass
+class RowPrediction:
+    """What evaluation made of one row: written as one line of `predictions_<split>.jsonl`.
+
+    Args:
+        index (`int`): the row's position in the evaluated split (0-based).
+        input (`str`): the row's input, readable (see [`describe_input`]).
+        references (`list[str]`): the row's references (empty where the row has none usable).
+        prediction (`str`, *optional*): the generated text; `None` for a skipped row.
+        skipped (`str`, *optional*): why the row made no prediction (a corrupt file, an empty target, a prompt longer
+            than `max_length`...); `None` for a scored row.
+    """
+
+    index: int
+    input: str
+    references: list[str]
+    prediction: str | None = None
+    skipped: str | None = None
+
+
+def write_predictions(path: str | os.PathLike, records: Sequence[RowPrediction]) -> None:
+    """One JSON object a line, one line per evaluated row in split order: `index`, `input`, `references`, and the
+    `prediction` or, for a skipped row, `"prediction": null` and `skipped` (the reason)."""
     with open(path, "w", encoding="utf-8") as file:
-        for prompt, prediction, reference in zip(prompts, predictions, references):
-            record = {"input": prompt, "prediction": prediction, "references": list(reference)}
-            file.write(json.dumps(record, ensure_ascii=False) + "\n")
+        for record in records:
+            line = {key: value for key, value in asdict(record).items() if key != "skipped" or value is not None}
+            file.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 
-def describe_inputs(dataset: Dataset, task_name: str) -> list[str]:
-    """A short readable description of each row's input, for the predictions file."""
-    columns = dataset.column_names
-    descriptions = []
-    for index in range(len(dataset)):
-        row = dataset[index]
-        parts = []
-        for column in ("source", "image", "audio"):
-            if column in columns and row[column] is not None:
-                value = row[column]
-                parts.append(value if isinstance(value, str) else f"<{column}>")
-        descriptions.append(" | ".join(parts) or task_name)
-    return descriptions
+def metric_prefix(split_name: str) -> str:
+    """The metric key prefix of an evaluation split: `eval` for `validation` (as the Trainer names it), else the
+    split's own name (`test_bleu`, `test_2016_flickr_bleu`)."""
+    return "eval" if split_name == "validation" else split_name
 
 
-__all__ = ["describe_inputs", "plot_training_curves", "write_predictions"]
+def describe_input(row: Mapping[str, Any], task: Task) -> str:
+    """A short readable description of a row's input for the predictions file: its source sentence and media (paths
+    where they have one), joined with ` | `; the task name for a row with neither."""
+    parts = []
+    source = task.source_text(row)
+    if source is not None:
+        parts.append(source)
+    for column in task.media_columns:
+        value = row.get(column)
+        if isinstance(value, Mapping) and value.get("path"):
+            value = value["path"]
+        if value is not None:
+            parts.append(value if isinstance(value, str) else f"<{column}>")
+    return " | ".join(parts) or task.name
+
+
+__all__ = ["RowPrediction", "describe_input", "metric_prefix", "plot_training_curves", "write_predictions"]

@@ -3,22 +3,30 @@ processor, collators, training with resume, generation-based evaluation of every
 
 import logging
 import os
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, TrainingArguments, set_seed
+from transformers import AutoProcessor, AutoTokenizer, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..configuration_multimodal_gpt import add_multimodal_tokens
 from ..data.collators import COLLATORS, EpochCallback
-from ..data.sources import load_task_splits, training_texts
-from ..data.tasks import get_task
+from ..data.sources import TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
-from .arguments import DataArguments, ModelArguments
+from .arguments import (
+    DEFAULT_PRESET,
+    DEFAULT_VOCAB_SIZE,
+    DataArguments,
+    ModelArguments,
+    check_data_arguments,
+    check_model_arguments,
+)
 from .distributed import check_distributed_engine, check_distributed_launch
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
 from .model_card import run_card_kwargs
-from .outputs import describe_inputs, plot_training_curves, write_predictions
+from .outputs import metric_prefix, plot_training_curves, write_predictions
 from .presets import build_model_and_processor
 from .trainer import MultimodalTrainer
 
@@ -29,8 +37,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     """Train and evaluate one task; returns the metrics. The output folder gets a Hub-ready model and processor,
     `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`."""
     # 1. Checks and seed
-    if data_args.task not in COLLATORS:
-        raise ValueError(f"--task {data_args.task!r} is not one of {sorted(COLLATORS)}.")
+    check_data_arguments(data_args, training=True)
+    check_model_arguments(model_args, data_args)
     training_args.remove_unused_columns = False  # the collators read the raw media columns
     if training_args.ddp_find_unused_parameters is None:
         # Every trainable parameter is in the graph of every batch (absent modalities are anchored with 0 x their
@@ -40,43 +48,35 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     check_distributed_launch(training_args)
     if not (training_args.do_train or training_args.do_eval):
         training_args.do_train = training_args.do_eval = True  # neither flag given: train, then evaluate
+    if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise ValueError("--streaming gives a training split of unknown length: set --max_steps.")
     set_seed(training_args.seed)
 
-    # 2. Data
-    splits = load_task_splits(data_args)
-    logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
+    # 2. Data: the training split and every evaluation split, checked against the task's columns
+    evaluating = training_args.do_eval or training_args.eval_strategy != "no"
+    data = load_task_data(data_args, train=training_args.do_train, evaluation=evaluating)
+    logger.info("Data from %s: %s", data.source, data.sizes())
 
-    # 3. Model and processor: continue a checkpoint, or build the preset with an offline tokenizer
-    if model_args.model_name_or_path:
-        model = load_checkpoint(model_args)
-        processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
-    else:
-        model, processor = build_model_and_processor(
-            model_args.preset,
-            texts=training_texts(splits["train"]),
-            tokenizer_name_or_path=model_args.tokenizer_name_or_path,
-            vocab_size=model_args.vocab_size,
-            fusion=model_args.fusion,
-            max_length=data_args.max_length,
-        )
+    # 3. Model and processor: continue a checkpoint, resume this run, or build the preset with an offline tokenizer
+    checkpoint = resume_checkpoint(training_args) if training_args.do_train else None
+    model, processor = model_and_processor(model_args, data_args, data, checkpoint)
     set_decoding_defaults(model, processor, data_args)
     apply_freezing(model, model_args)
     if model_args.lora_r and not is_peft_model(model):
         model = prepare_lora(model, processor, model_args, training_args)
     logger.info("Model: %.2fM parameters, %.2fM trainable", *parameter_counts(model))
 
-    # 4. Collators and trainer
-    task = task_for(data_args)
+    # 4. Collators and trainer (the first evaluation split is the one evaluated during training)
+    task = data.task
     collator = COLLATORS[data_args.task](processor=processor, task=task, max_length=data_args.max_length)
     generation_collator = COLLATORS[data_args.task](
         processor=processor, task=task, max_length=data_args.max_length, for_generation=True
     )
-    eval_split = splits.get("validation")
     trainer = MultimodalTrainer(
         model=model,
         args=training_args,
-        train_dataset=splits["train"],
-        eval_dataset=eval_split,
+        train_dataset=data.train,
+        eval_dataset=next(iter(data.evaluation.values()), None),
         data_collator=collator,
         processing_class=processor,
         callbacks=[EpochCallback(collator)],
@@ -89,39 +89,31 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     results: dict[str, Any] = {}
     output_dir = Path(training_args.output_dir)
     if training_args.do_train:
-        checkpoint = training_args.resume_from_checkpoint
-        if checkpoint is None and output_dir.is_dir():
-            checkpoint = get_last_checkpoint(str(output_dir))
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         if training_args.should_save:  # the main process only: under DDP every rank gets here
             processor.save_pretrained(output_dir)
             if model_args.merge_lora and is_peft_model(trainer.model):
                 save_merged_lora(output_dir, output_dir / "merged", processor)
-        train_metrics = dict(
-            train_result.metrics, train_samples=len(splits["train"]), world_size=training_args.world_size
-        )
+        train_metrics = dict(train_result.metrics, world_size=training_args.world_size)
+        if isinstance(data.train, Sized):
+            train_metrics["train_samples"] = len(data.train)
         train_metrics.update({f"collator_{k}": v for k, v in vars(collator.stats).items()})
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
         results.update(train_metrics)
 
-    # 6. Evaluate every requested split, with generation and its metrics
+    # 6. Evaluate every requested split, with generation and its metrics; one predictions line per row
     if training_args.do_eval:
-        for split_name in [name.strip() for name in data_args.eval_splits.split(",") if name.strip()]:
-            if split_name not in splits:
-                logger.warning("No %r split for task %s; skipped.", split_name, data_args.task)
-                continue
-            prefix = "eval" if split_name == "validation" else split_name
-            metrics = trainer.evaluate(splits[split_name], metric_key_prefix=prefix)
+        for split_name, split in data.evaluation.items():
+            prefix = metric_prefix(split_name)
+            metrics = trainer.evaluate(split, metric_key_prefix=prefix)
             trainer.log_metrics(prefix, metrics)
             trainer.save_metrics(prefix, metrics)
             results.update(metrics)
-            if prefix in trainer.last_predictions:
-                predictions, references = trainer.last_predictions[prefix]
-                prompts = describe_inputs(splits[split_name], data_args.task)
-                write_predictions(output_dir / f"predictions_{split_name}.jsonl", prompts, predictions, references)
+            if prefix in trainer.last_predictions and trainer.is_world_process_zero():
+                write_predictions(output_dir / f"predictions_{split_name}.jsonl", trainer.last_predictions[prefix])
 
     # 7. Model card (README.md, with the run's task, data and results: the folder is a Hub repo) and loss curve
     if training_args.do_train:
@@ -135,12 +127,63 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     return results
 
 
-def task_for(data_args: DataArguments):
-    """The task with the data's language pair, and for `--text_only` mmt the text-only prompt on the same rows."""
-    name = data_args.task
-    if name == "mmt" and data_args.text_only:
-        return get_task("translation")
-    return get_task(name)
+def resume_checkpoint(training_args: TrainingArguments) -> str | None:
+    """The checkpoint a training run resumes from: `--resume_from_checkpoint`, else the output folder's last one."""
+    if training_args.resume_from_checkpoint is not None:
+        return training_args.resume_from_checkpoint
+    output_dir = Path(training_args.output_dir)
+    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+
+def model_and_processor(
+    model_args: ModelArguments, data_args: DataArguments, data: TaskData, checkpoint: str | None
+) -> tuple[torch.nn.Module, Any]:
+    """The model to train and its processor: `--model_name_or_path`'s, or a new one from the preset whose tokenizer
+    is the resumed checkpoint's (its embeddings were trained with it), `--tokenizer_name_or_path`'s, or one trained
+    here on the training split's text."""
+    if model_args.model_name_or_path:
+        return load_checkpoint(model_args), AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    if data.train is None:
+        raise ValueError(
+            "--do_eval without --do_train evaluates a trained model: pass --model_name_or_path (or run "
+            "scripts/evaluate.py on it); a new model from --preset has nothing to evaluate."
+        )
+    tokenizer = model_args.tokenizer_name_or_path
+    if checkpoint is not None:
+        tokenizer = resumed_tokenizer(checkpoint, model_args.tokenizer_name_or_path)
+    return build_model_and_processor(
+        model_args.preset or DEFAULT_PRESET,
+        texts=training_texts(data.train, data.task) if tokenizer is None else None,
+        tokenizer_name_or_path=tokenizer,
+        vocab_size=model_args.vocab_size or DEFAULT_VOCAB_SIZE,
+        fusion=model_args.fusion,
+        max_length=data_args.max_length,
+    )
+
+
+# What `save_pretrained` writes for the project's tokenizers; without them `AutoTokenizer` would load a 1-token one.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+
+
+def resumed_tokenizer(checkpoint: str, tokenizer_name_or_path: str | None) -> str:
+    """The tokenizer of a resumed run: the checkpoint's own, never one trained again on what may be other data (its
+    ids would no longer match the checkpoint's embeddings). A `--tokenizer_name_or_path` must be that same one."""
+    if not any((Path(checkpoint) / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(
+            f"Resuming from {checkpoint}, which holds no tokenizer ({' or '.join(TOKENIZER_FILES)}): its embeddings "
+            "belong to a tokenizer that is not there. Pass --resume_from_checkpoint with a complete checkpoint, or "
+            "another --output_dir to start afresh."
+        )
+    if tokenizer_name_or_path is not None:
+        given = AutoTokenizer.from_pretrained(tokenizer_name_or_path)
+        add_multimodal_tokens(given)
+        if given.get_vocab() != AutoTokenizer.from_pretrained(checkpoint).get_vocab():
+            raise ValueError(
+                f"--tokenizer_name_or_path {tokenizer_name_or_path} is not the tokenizer of the checkpoint resumed "
+                f"({checkpoint}): drop it, or train in another --output_dir."
+            )
+    logger.info("Resuming from %s with its tokenizer.", checkpoint)
+    return checkpoint
 
 
 # ----- LoRA (peft is optional: `training.lora` imports it only when a LoRA option is used) ----------------

@@ -1,7 +1,8 @@
 """The standard `Trainer` with generation-based evaluation for this decoder-only model: `generate_predictions` and
 `MultimodalTrainer`, whose `evaluate()` also generates and scores with the task's metrics."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from itertools import islice
 from typing import Any
 
 import torch
@@ -10,9 +11,11 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 
 from ..data.collators import TaskCollator
+from ..data.tasks import BadRowError, Task
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .metrics import compute_metrics_for_task
 from .model_card import write_model_card
+from .outputs import RowPrediction, describe_input
 
 GENERATION_TASKS = ("captioning", "translation", "asr", "mmt")
 
@@ -21,33 +24,71 @@ GENERATION_TASKS = ("captioning", "translation", "asr", "mmt")
 def generate_predictions(
     model: MultimodalGPTForConditionalGeneration,
     collator: TaskCollator,
-    dataset: Sequence[dict[str, Any]],
+    dataset: Iterable[Mapping[str, Any]],
     *,
     batch_size: int = 16,
     progress: bool = True,
     **generation_kwargs: Any,
-) -> tuple[list[str], list[list[str]]]:
-    """Generate for every row of `dataset` (batched, left-padded prompts) and return the predictions, stripped of
-    their prompt, with the references of each row."""
+) -> list[RowPrediction]:
+    """Generate for every row of `dataset` (batched, left-padded prompts; a `Dataset`, an `IterableDataset` or a list
+    of rows) and return one [`RowPrediction`] per row, in order: its input, references and prediction (stripped of
+    the prompt), or why it was skipped (a row the collator could not use)."""
     if not collator.for_generation:
         raise ValueError("generate_predictions needs a collator built with for_generation=True.")
     was_training = model.training
     model.eval()
     tokenizer = collator.processor.tokenizer
-    predictions: list[str] = []
-    references: list[list[str]] = []
-    batches = range(0, len(dataset), batch_size)
-    for start in tqdm(batches, desc="generating", disable=not progress, leave=False):
-        rows = [dataset[index] for index in range(start, min(start + batch_size, len(dataset)))]
-        batch = collator(rows)
-        references += batch.pop("references")
-        batch = {key: value.to(model.device) for key, value in batch.items()}
-        generated = model.generate(
-            **batch, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **generation_kwargs
-        )
-        predictions += collator.decode_predictions(generated, batch["input_ids"])
+    records: list[RowPrediction] = []
+    rows_left = iter(dataset)
+    total = len(dataset) if isinstance(dataset, Sized) else None
+    with tqdm(total=total, desc="generating", disable=not progress, leave=False) as bar:
+        while rows := list(islice(rows_left, batch_size)):
+            batch = collator(rows)
+            references, row_indices, skipped = (
+                batch.pop(key) for key in ("references", "row_indices", "skipped_rows")
+            )
+            predictions: list[str] = []
+            if row_indices:
+                batch = {key: value.to(model.device) for key, value in batch.items()}
+                generated = model.generate(
+                    **batch,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                    **generation_kwargs,
+                )
+                predictions = collator.decode_predictions(generated, batch["input_ids"])
+            scored = dict(zip(row_indices, zip(predictions, references)))
+            for position, row in enumerate(rows):
+                record = RowPrediction(len(records), describe_input(row, collator.task), [])
+                if position in scored:
+                    record.prediction, record.references = scored[position]
+                else:
+                    record.skipped, record.references = skipped[position], _usable_references(collator.task, row)
+                records.append(record)
+            bar.update(len(rows))
     model.train(was_training)
-    return predictions, references
+    return records
+
+
+def _usable_references(task: Task, row: Mapping[str, Any]) -> list[str]:
+    """A skipped row's references, for the predictions file; none where they are what made the row unusable."""
+    try:
+        return task.references(row)
+    except BadRowError:
+        return []
+
+
+def score_predictions(task_name: str, records: Sequence[RowPrediction], prefix: str = "eval") -> dict[str, float]:
+    """The task's metrics over the scored rows, as `<prefix>_<metric>`, with `<prefix>_samples` (rows scored) and
+    `<prefix>_skipped_rows` (rows skipped): the two add up to the lines of the predictions file."""
+    scored = [record for record in records if record.skipped is None]
+    if not scored:
+        reason = records[0].skipped if records else "the split is empty"
+        raise ValueError(f"No row of the {len(records)} evaluated could be scored, e.g.: {reason}.")
+    scores = compute_metrics_for_task(task_name, [r.prediction for r in scored], [r.references for r in scored])
+    scores = {f"{prefix}_{name}": value for name, value in scores.items()}
+    scores.update({f"{prefix}_samples": len(scored), f"{prefix}_skipped_rows": len(records) - len(scored)})
+    return scores
 
 
 class MultimodalTrainer(Trainer):
@@ -64,7 +105,8 @@ class MultimodalTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
-        self.last_predictions: dict[str, tuple[list[str], list[list[str]]]] = {}
+        # The rows of the last evaluation of each metric prefix, with their predictions: `run()` writes them out.
+        self.last_predictions: dict[str, list[RowPrediction]] = {}
         # What the model card says about the run (task, datasets, training, results): `run()` fills it in.
         self.model_card_kwargs: dict[str, Any] = {}
 
@@ -79,7 +121,7 @@ class MultimodalTrainer(Trainer):
         if collator is None or collator.task.name not in GENERATION_TASKS:
             return metrics
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        predictions, references = generate_predictions(
+        records = generate_predictions(
             self.model,
             collator,
             dataset,
@@ -87,9 +129,8 @@ class MultimodalTrainer(Trainer):
             progress=not self.args.disable_tqdm,
             **self.generation_kwargs,
         )
-        self.last_predictions[metric_key_prefix] = (predictions, references)
-        scores = compute_metrics_for_task(collator.task.name, predictions, references)
-        scores = {f"{metric_key_prefix}_{name}": value for name, value in scores.items()}
+        self.last_predictions[metric_key_prefix] = records
+        scores = score_predictions(collator.task.name, records, metric_key_prefix)
         self.log(scores)
         metrics.update(scores)
         return metrics
@@ -128,4 +169,4 @@ class MultimodalTrainer(Trainer):
         write_model_card(self.args.output_dir, self.accelerator.unwrap_model(self.model), **card_kwargs)
 
 
-__all__ = ["GENERATION_TASKS", "MultimodalTrainer", "generate_predictions"]
+__all__ = ["GENERATION_TASKS", "MultimodalTrainer", "generate_predictions", "score_predictions"]
