@@ -1,8 +1,9 @@
 """Collators that turn raw dataset rows into model batches, one per task, for `Trainer(data_collator=...)`.
 
 Each collator reads rows with the columns of its [`~tasks.Task`] (media undecoded: paths, bytes, dicts, PIL
-images), decodes the media with `multimodal_gpt.media_multimodal_gpt` at the feature extractor's sampling rate, runs the processor
-(which expands every placeholder to the model's token count and builds the media tensors) and lays the batch out:
+images), decodes the media with `multimodal_gpt.media_multimodal_gpt` at the feature extractor's sampling rate,
+runs the processor (which expands every placeholder to the model's token count and builds the media tensors) and
+lays the batch out:
 
 - training (`for_generation=False`): `[bos] + prompt + target + [eos]`, right-padded; `labels` is -100 on the bos,
   the prompt, every media token and the padding, and the target ids (and eos) elsewhere;

@@ -4,9 +4,9 @@ The real data sets (FSDD, read speech, Multi30k, Flickr8k) live beside the repos
 `../shared/data/README.md`. [`default_data_dir`] is the one place that locates them; every loader takes a `root`
 argument that overrides it.
 
-Media columns hold absolute file paths (`str`), not decoded arrays: decoding is left to `multimodal_gpt.media_multimodal_gpt`
-([`~media.load_audio`], [`~media.load_image`]), which needs neither FFmpeg nor torchcodec, and is done in the
-collator or in a `datasets.map` step, at the sampling rate the model wants.
+Media columns hold absolute file paths (`str`), not decoded arrays: decoding is left to
+`multimodal_gpt.media_multimodal_gpt` ([`~media.load_audio`], [`~media.load_image`]), which needs neither FFmpeg nor
+torchcodec, and is done in the collator or in a `datasets.map` step, at the sampling rate the model wants.
 """
 
 import csv

@@ -564,8 +564,8 @@ def describe() -> str:
     """Explains the demo tasks and why a model that ignores its input scores poorly on each.
 
     The chance figures are computed from the generators' tables; the constant-output scores were measured on the
-    test splits of `make_demo_splits(seed=0)` with `multimodal_gpt.training.metrics`, the constant being the training output
-    that scores best on the validation split.
+    test splits of `make_demo_splits(seed=0)` with `multimodal_gpt.training.metrics`, the constant being the training
+    output that scores best on the validation split.
 
     Returns:
         `str`: a few paragraphs of plain text, one per task.

@@ -16,6 +16,7 @@ from ..data.tasks import get_task
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import DataArguments, ModelArguments
 from .distributed import check_distributed_engine, check_distributed_launch
+from .extras import check_optional_packages
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
 from .model_card import run_card_kwargs
 from .outputs import describe_inputs, plot_training_curves, write_predictions
@@ -29,6 +30,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     """Train and evaluate one task; returns the metrics. The output folder gets a Hub-ready model and processor,
     `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`."""
     # 1. Checks and seed
+    check_optional_packages(model_args, training_args)
     if data_args.task not in COLLATORS:
         raise ValueError(f"--task {data_args.task!r} is not one of {sorted(COLLATORS)}.")
     training_args.remove_unused_columns = False  # the collators read the raw media columns

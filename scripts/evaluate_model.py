@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Score any checkpoint on any split of the data layout, with generation, and write the metrics as JSON.
 
-    python scripts/evaluate.py --model_name_or_path runs/asr --task asr --split validation
-    python scripts/evaluate.py --model_name_or_path runs/translation --task translation --split test \
+    python scripts/evaluate_model.py --model_name_or_path runs/asr --task asr --split validation
+    python scripts/evaluate_model.py --model_name_or_path runs/translation --task translation --split test \
         --output_file results/translation_test.json
 
 Metric keys: eval_wer / eval_cer (asr), eval_bleu / eval_chrf (translation, mmt), eval_bleu4 / eval_cider
