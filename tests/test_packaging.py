@@ -44,6 +44,7 @@ def test_wheel_ships_the_typing_marker_the_license_and_the_metric_modules(tmp_pa
     for name in METRIC_NAMES:
         assert f"multimodal_gpt/training/metrics/{name}/{name}.py" in names
     assert "multimodal_gpt/training/metrics/scores.py" in names
+    assert {"multimodal_gpt/training/presets/small.json", "multimodal_gpt/model_cards/multimodal_gpt.md"} <= names
 
 
 def test_import_prints_nothing():

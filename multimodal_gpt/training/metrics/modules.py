@@ -43,6 +43,70 @@ TEXT_FEATURES = [
     ),
 ]
 
+# The BibTeX entries the modules cite (several cite the same papers).
+CITATIONS = {
+    "morris2004": """@inproceedings{morris2004wer,
+  title = {From {WER} and {RIL} to {MER} and {WIL}: improved evaluation measures for connected speech recognition},
+  author = {Morris, Andrew Cameron and Maier, Viktoria and Green, Phil},
+  booktitle = {Interspeech},
+  year = {2004}
+}""",
+    "papineni2002": """@inproceedings{papineni2002bleu,
+  title = {{BLEU}: a Method for Automatic Evaluation of Machine Translation},
+  author = {Papineni, Kishore and Roukos, Salim and Ward, Todd and Zhu, Wei-Jing},
+  booktitle = {Proceedings of the 40th Annual Meeting of the Association for Computational Linguistics},
+  pages = {311--318},
+  year = {2002}
+}""",
+    "post2018": """@inproceedings{post2018call,
+  title = {A Call for Clarity in Reporting {BLEU} Scores},
+  author = {Post, Matt},
+  booktitle = {Proceedings of the Third Conference on Machine Translation: Research Papers},
+  pages = {186--191},
+  year = {2018}
+}""",
+    "popovic2015": """@inproceedings{popovic2015chrf,
+  title = {chr{F}: character n-gram {F}-score for automatic {MT} evaluation},
+  author = {Popovi{\\'c}, Maja},
+  booktitle = {Proceedings of the Tenth Workshop on Statistical Machine Translation},
+  pages = {392--395},
+  year = {2015}
+}""",
+    "chen2015": """@article{chen2015microsoft,
+  title = {Microsoft {COCO} Captions: Data Collection and Evaluation Server},
+  author = {Chen, Xinlei and Fang, Hao and Lin, Tsung-Yi and Vedantam, Ramakrishna and Gupta, Saurabh and
+            Doll{\\'a}r, Piotr and Zitnick, C. Lawrence},
+  journal = {arXiv preprint arXiv:1504.00325},
+  year = {2015}
+}""",
+    "vedantam2015": """@inproceedings{vedantam2015cider,
+  title = {{CIDEr}: Consensus-based Image Description Evaluation},
+  author = {Vedantam, Ramakrishna and Zitnick, C. Lawrence and Parikh, Devi},
+  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages = {4566--4575},
+  year = {2015}
+}""",
+}
+
+
+def metric_info(
+    description: str,
+    inputs_description: str,
+    *,
+    citations: tuple[str, ...],
+    codebase_urls: list[str],
+    reference_urls: list[str],
+) -> evaluate.MetricInfo:
+    """The `MetricInfo` of a module shipped here: its texts, the `CITATIONS` it names, and `TEXT_FEATURES`."""
+    return evaluate.MetricInfo(
+        description=description,
+        citation="\n".join(CITATIONS[key] for key in citations) + "\n",
+        inputs_description=inputs_description,
+        features=TEXT_FEATURES,
+        codebase_urls=codebase_urls,
+        reference_urls=reference_urls,
+    )
+
 
 def metric_path(name: str) -> str:
     """The folder of the metric module `name` inside the installed package, for `evaluate.load(path)`.
@@ -89,4 +153,13 @@ def compute_metrics_for_task(
     return metrics.compute(predictions=list(predictions), references=list(references))
 
 
-__all__ = ["METRIC_NAMES", "TASK_METRICS", "TEXT_FEATURES", "compute_metrics_for_task", "load_metric", "metric_path"]
+__all__ = [
+    "CITATIONS",
+    "METRIC_NAMES",
+    "TASK_METRICS",
+    "TEXT_FEATURES",
+    "compute_metrics_for_task",
+    "load_metric",
+    "metric_info",
+    "metric_path",
+]

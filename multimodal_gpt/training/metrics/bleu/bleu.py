@@ -6,25 +6,8 @@ Load it offline by path: `evaluate.load(multimodal_gpt.training.metrics.metric_p
 
 import evaluate
 
-from multimodal_gpt.training.metrics.modules import TEXT_FEATURES
+from multimodal_gpt.training.metrics.modules import metric_info
 from multimodal_gpt.training.metrics.scores import corpus_bleu
-
-_CITATION = """\
-@inproceedings{papineni2002bleu,
-  title = {{BLEU}: a Method for Automatic Evaluation of Machine Translation},
-  author = {Papineni, Kishore and Roukos, Salim and Ward, Todd and Zhu, Wei-Jing},
-  booktitle = {Proceedings of the 40th Annual Meeting of the Association for Computational Linguistics},
-  pages = {311--318},
-  year = {2002}
-}
-@inproceedings{post2018call,
-  title = {A Call for Clarity in Reporting {BLEU} Scores},
-  author = {Post, Matt},
-  booktitle = {Proceedings of the Third Conference on Machine Translation: Research Papers},
-  pages = {186--191},
-  year = {2018}
-}
-"""
 
 _DESCRIPTION = """\
 Corpus BLEU with sacreBLEU's defaults: n-grams up to 4, exponential smoothing, the closest reference length for the
@@ -50,11 +33,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class BLEU(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=TEXT_FEATURES,
+        return metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            citations=("papineni2002", "post2018"),
             codebase_urls=["https://github.com/mjpost/sacrebleu"],
             reference_urls=["https://aclanthology.org/P02-1040/", "https://aclanthology.org/W18-6319/"],
         )

@@ -6,25 +6,8 @@ Load it offline by path: `evaluate.load(multimodal_gpt.training.metrics.metric_p
 
 import evaluate
 
-from multimodal_gpt.training.metrics.modules import TEXT_FEATURES
+from multimodal_gpt.training.metrics.modules import metric_info
 from multimodal_gpt.training.metrics.scores import bleu4
-
-_CITATION = """\
-@inproceedings{papineni2002bleu,
-  title = {{BLEU}: a Method for Automatic Evaluation of Machine Translation},
-  author = {Papineni, Kishore and Roukos, Salim and Ward, Todd and Zhu, Wei-Jing},
-  booktitle = {Proceedings of the 40th Annual Meeting of the Association for Computational Linguistics},
-  pages = {311--318},
-  year = {2002}
-}
-@article{chen2015microsoft,
-  title = {Microsoft {COCO} Captions: Data Collection and Evaluation Server},
-  author = {Chen, Xinlei and Fang, Hao and Lin, Tsung-Yi and Vedantam, Ramakrishna and Gupta, Saurabh and
-            Doll{\\'a}r, Piotr and Zitnick, C. Lawrence},
-  journal = {arXiv preprint arXiv:1504.00325},
-  year = {2015}
-}
-"""
 
 _DESCRIPTION = """\
 BLEU-4 as the coco-caption toolkit computes it for image captioning (pycocoevalcap's BleuScorer, option "closest"):
@@ -50,11 +33,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class BLEU4(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=TEXT_FEATURES,
+        return metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            citations=("papineni2002", "chen2015"),
             codebase_urls=["https://github.com/tylin/coco-caption"],
             reference_urls=["https://arxiv.org/abs/1504.00325"],
         )

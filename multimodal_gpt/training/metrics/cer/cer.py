@@ -6,17 +6,8 @@ Load it offline by path: `evaluate.load(multimodal_gpt.training.metrics.metric_p
 
 import evaluate
 
-from multimodal_gpt.training.metrics.modules import TEXT_FEATURES
+from multimodal_gpt.training.metrics.modules import metric_info
 from multimodal_gpt.training.metrics.scores import character_error_rate
-
-_CITATION = """\
-@inproceedings{morris2004wer,
-  title = {From {WER} and {RIL} to {MER} and {WIL}: improved evaluation measures for connected speech recognition},
-  author = {Morris, Andrew Cameron and Maier, Viktoria and Green, Phil},
-  booktitle = {Interspeech},
-  year = {2004}
-}
-"""
 
 _DESCRIPTION = """\
 Character error rate: character edit operations / number of reference characters (spaces included), summed over
@@ -41,11 +32,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class CER(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=TEXT_FEATURES,
+        return metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            citations=("morris2004",),
             codebase_urls=["https://github.com/jitsi/jiwer"],
             reference_urls=["https://en.wikipedia.org/wiki/Word_error_rate"],
         )

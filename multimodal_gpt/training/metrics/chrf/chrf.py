@@ -6,25 +6,8 @@ Load it offline by path: `evaluate.load(multimodal_gpt.training.metrics.metric_p
 
 import evaluate
 
-from multimodal_gpt.training.metrics.modules import TEXT_FEATURES
+from multimodal_gpt.training.metrics.modules import metric_info
 from multimodal_gpt.training.metrics.scores import corpus_chrf
-
-_CITATION = """\
-@inproceedings{popovic2015chrf,
-  title = {chr{F}: character n-gram {F}-score for automatic {MT} evaluation},
-  author = {Popovi{\\'c}, Maja},
-  booktitle = {Proceedings of the Tenth Workshop on Statistical Machine Translation},
-  pages = {392--395},
-  year = {2015}
-}
-@inproceedings{post2018call,
-  title = {A Call for Clarity in Reporting {BLEU} Scores},
-  author = {Post, Matt},
-  booktitle = {Proceedings of the Third Conference on Machine Translation: Research Papers},
-  pages = {186--191},
-  year = {2018}
-}
-"""
 
 _DESCRIPTION = """\
 Corpus chrF with sacreBLEU's defaults (chrF2): character n-grams up to 6, no word n-grams, beta 2 (recall weighs
@@ -47,11 +30,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class CHRF(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=TEXT_FEATURES,
+        return metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            citations=("popovic2015", "post2018"),
             codebase_urls=["https://github.com/mjpost/sacrebleu"],
             reference_urls=["https://aclanthology.org/W15-3049/"],
         )

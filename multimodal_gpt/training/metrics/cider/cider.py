@@ -6,18 +6,8 @@ Load it offline by path: `evaluate.load(multimodal_gpt.training.metrics.metric_p
 
 import evaluate
 
-from multimodal_gpt.training.metrics.modules import TEXT_FEATURES
+from multimodal_gpt.training.metrics.modules import metric_info
 from multimodal_gpt.training.metrics.scores import cider
-
-_CITATION = """\
-@inproceedings{vedantam2015cider,
-  title = {{CIDEr}: Consensus-based Image Description Evaluation},
-  author = {Vedantam, Ramakrishna and Zitnick, C. Lawrence and Parikh, Devi},
-  booktitle = {Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
-  pages = {4566--4575},
-  year = {2015}
-}
-"""
 
 _DESCRIPTION = """\
 CIDEr-D as the coco-caption toolkit computes it: per n-gram order (1..4) the tf-idf vectors of a caption and of each
@@ -44,11 +34,10 @@ Examples:
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class CIDER(evaluate.Metric):
     def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=TEXT_FEATURES,
+        return metric_info(
+            _DESCRIPTION,
+            _KWARGS_DESCRIPTION,
+            citations=("vedantam2015",),
             codebase_urls=["https://github.com/tylin/coco-caption"],
             reference_urls=["https://arxiv.org/abs/1411.5726"],
         )
