@@ -2,6 +2,7 @@
 installs torch's CPU build before the package; a second run installs nothing; a changed pyproject.toml installs
 again."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def plan(folder: Path, target: str) -> list[str]:
     """The commands `make <target>` would run in `folder`."""
-    completed = subprocess.run(["make", "-n", target], cwd=folder, capture_output=True, text=True, timeout=60)
+    # a clean environment for a top-level make: under `make test` the parent's MAKEFLAGS would add directory lines
+    env = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    completed = subprocess.run(
+        ["make", "--no-print-directory", "-n", target], cwd=folder, env=env, capture_output=True, text=True, timeout=60
+    )
     assert completed.returncode == 0, completed.stderr
     return [line.strip() for line in completed.stdout.splitlines() if line and not line.startswith("echo ")]
 
