@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+MAKE_ENVIRONMENT = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES", "ARGS", "PYTHON", "VENV", "TORCH")
 pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
 
 def plan(folder: Path, target: str) -> list[str]:
     """The commands `make <target>` would run in `folder`."""
-    # a clean environment for a top-level make: under `make test` the parent's MAKEFLAGS would add directory lines
-    env = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    # the defaults of a top-level make: under `make test ARGS=...` the parent's MAKEFLAGS and its command-line
+    # variables (exported to the environment) would reach this make
+    env = {key: value for key, value in os.environ.items() if key not in MAKE_ENVIRONMENT}
     completed = subprocess.run(
         ["make", "--no-print-directory", "-n", target], cwd=folder, env=env, capture_output=True, text=True, timeout=60
     )
