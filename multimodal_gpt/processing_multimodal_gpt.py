@@ -19,7 +19,7 @@ from transformers import (
     AutoTokenizer,
     BatchFeature,
     ProcessorMixin,
-    ViTImageProcessor,
+    ViTImageProcessorPil,
     Wav2Vec2FeatureExtractor,
     WhisperFeatureExtractor,
 )
@@ -177,13 +177,14 @@ class MultimodalGPTProcessor(ProcessorMixin):
     @classmethod
     def from_config(cls, config: MultimodalGPTConfig, tokenizer: Any) -> "MultimodalGPTProcessor":
         """A processor for a model whose towers start from scratch, with no pretrained preprocessing to load.
-        Images: resized to the tower's `image_size`, scaled to [-1, 1] (`ViTImageProcessor`; a tower trained from
-        scratch has no pretrained statistics to match). Audio: Whisper's log-mel extractor with `num_mel_bins` for
-        Whisper-style towers, else wav2vec2's per-clip waveform normaliser, both at 16 kHz."""
+        Images: resized to the tower's `image_size`, scaled to [-1, 1] (`ViTImageProcessorPil`: ViT's PIL backend,
+        which needs no torchvision; a tower trained from scratch has no pretrained statistics to match). Audio:
+        Whisper's log-mel extractor with `num_mel_bins` for Whisper-style towers, else wav2vec2's per-clip waveform
+        normaliser, both at 16 kHz."""
         image_processor = feature_extractor = None
         if config.vision_config is not None:
             height, width = _pair(config.vision_config.image_size)
-            image_processor = ViTImageProcessor(size={"height": height, "width": width})
+            image_processor = ViTImageProcessorPil(size={"height": height, "width": width})
         if config.audio_config is not None:
             if hasattr(config.audio_config, "num_mel_bins"):
                 # Whisper's encoder takes exactly 2 * max_source_positions frames of 10 ms: 30 s for real Whisper

@@ -25,7 +25,7 @@ import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
 from transformers import (
-    CLIPImageProcessor,
+    CLIPImageProcessorPil,
     CLIPVisionConfig,
     GPT2Config,
     HfArgumentParser,
@@ -125,7 +125,7 @@ def build_processor(args: BenchmarkArguments, tokenizer) -> MultimodalGPTProcess
     )
     size = args.image_size
     return MultimodalGPTProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        image_processor=CLIPImageProcessorPil(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
         feature_extractor=Wav2Vec2FeatureExtractor(return_attention_mask=True),
         tokenizer=tokenizer,
         media_token_spec=config.media_token_spec(),

@@ -39,7 +39,9 @@ class BenchmarkArguments:
     pretrain_steps: int = field(default=600, metadata={"help": "Optimizer steps of pretraining."})
     finetune_steps: int = field(default=300, metadata={"help": "Optimizer steps of each finetuning."})
     batch_size: int = field(default=32, metadata={"help": "Training batch size of every run."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (10% warmup, linear decay)."})
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "Peak learning rate (warmup over a tenth of the steps, then linear decay)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed of every run."})
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
     rerun: bool = field(default=False, metadata={"help": "Train again even where a run's results already exist."})

@@ -41,7 +41,9 @@ class DemoArguments:
     translation_steps: int = field(default=600, metadata={"help": "Optimizer steps of translation finetuning."})
     asr_steps: int = field(default=1200, metadata={"help": "Optimizer steps of ASR finetuning."})
     batch_size: int = field(default=32, metadata={"help": "Training batch size."})
-    learning_rate: float = field(default=2e-3, metadata={"help": "Peak learning rate (linear decay, 10% warmup)."})
+    learning_rate: float = field(
+        default=2e-3, metadata={"help": "Peak learning rate (warmup over a tenth of the steps, then linear decay)."}
+    )
     vocab_size: int = field(default=2000, metadata={"help": "Size of the BPE tokenizer trained on the demo text."})
     eval_samples: int | None = field(default=None, metadata={"help": "Score only this many test rows (default all)."})
     seed: int = field(default=0, metadata={"help": "Seed of the training runs."})

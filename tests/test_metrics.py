@@ -1,16 +1,26 @@
-"""Metrics checked against hand-computed values (the arithmetic is in the comments) and against coco-caption."""
+"""Metrics checked against hand-computed values (the arithmetic is in the comments) and against coco-caption; the
+same values through the `evaluate` modules the package ships, loaded offline by path."""
 
+import json
 import math
+import os
+import socket
+import subprocess
+import sys
+import textwrap
 
+import evaluate
 import pytest
 
 from multimodal_gpt.training.metrics import (
+    METRIC_NAMES,
     bleu4,
     character_error_rate,
     cider,
     compute_metrics_for_task,
     corpus_bleu,
     corpus_chrf,
+    metric_path,
     normalize_transcript,
     word_error_rate,
 )
@@ -199,3 +209,120 @@ def test_input_errors(metric):
 def test_error_rate_with_only_empty_references():
     with pytest.raises(ValueError, match="Every reference is empty after normalisation"):
         word_error_rate(["something"], ["..."])
+
+
+# ----- the `evaluate` modules ---------------------------------------------------------------------------------------
+
+COCO_PREDICTIONS = [
+    "A dog runs across the grass.",
+    "two men are playing football",
+    "a child in a red shirt",
+    "a woman walks on the street",
+]
+COCO_REFERENCES = [
+    ["A brown dog is running through the grass.", "A dog runs across a field.", "The dog is running on green grass."],
+    ["Two men play soccer on a field.", "Two football players are running.", "Men playing football."],
+    ["A little girl in a pink dress.", "A child wearing a red shirt is smiling.", "A kid in red."],
+    ["A woman is walking down the street.", "A lady walks on the sidewalk.", "A woman with a bag."],
+]
+# (module, predictions, references, keyword arguments, expected value): the hand-computed values of the tests above
+HAND_COMPUTED = [
+    ("wer", ["a x c d"], ["a b c"], {}, 2 / 3),
+    ("wer", ["a x c d", "hello world", "one"], ["a b c", "hello there world", "one two three four five six"], {},
+     8 / 12),
+    ("wer", ["Hello, World!"], [["hello world"]], {}, 0.0),
+    ("wer", ["Hello, World!"], ["hello world"], {"normalize": False}, 1.0),
+    ("cer", ["a cat", "dog"], ["a bat", "dogs"], {}, 2 / 9),
+    ("bleu", ["the cat sat on the mat"], [["the cat sat on the red mat"]], {}, 100 * math.exp(-1 / 6) * 0.4**0.25),
+    ("bleu", ["the cat sat on the mat"], [["the cat sat on the red mat", "a cat sat on the mat"]], {}, 100.0),
+    ("bleu", ["The cat sat on the mat"], ["the cat sat on the mat"], {"lowercase": True}, 100.0),
+    ("chrf", ["abc"], [["abd"]], {}, 100 * 7 / 18),
+    ("chrf", ["the same sentence"], ["the same sentence"], {}, 100.0),
+    ("bleu4", ["the cat sat on the mat"], [["the cat sat on the red mat", "x x x x x"]], {}, 100 * 0.4**0.25),
+    ("bleu4", COCO_PREDICTIONS, COCO_REFERENCES, {}, 35.00299868132466),
+    ("cider", ["a cat runs", "a dog runs"], [["a cat sits"], ["a dog runs"]], {}, 5.0),
+    ("cider", ["a cat", "a dog runs"], [["a cat sits"], ["a dog runs"]], {},
+     (10 * math.sqrt(2) / 4 * math.exp(-1 / 72) + 7.5) / 2),
+    ("cider", COCO_PREDICTIONS, COCO_REFERENCES, {}, 2.21152736304318),
+]  # fmt: skip
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize(
+    ("name", "predictions", "references", "kwargs", "expected"),
+    HAND_COMPUTED,
+    ids=[f"{case[0]}-{index}" for index, case in enumerate(HAND_COMPUTED)],
+)
+def test_metric_modules_by_path_give_the_hand_computed_values(
+    no_network, name, predictions, references, kwargs, expected
+):
+    module = evaluate.load(metric_path(name))
+    assert isinstance(module, evaluate.Metric) and module.name == name
+    assert module.compute(predictions=predictions, references=references, **kwargs) == {
+        name: pytest.approx(expected, rel=1e-9, abs=1e-12)
+    }
+
+
+@pytest.mark.parametrize("name", METRIC_NAMES)
+def test_metric_modules_describe_themselves(name):
+    info = evaluate.load(metric_path(name)).info
+    assert info.description.strip() and "@" in info.citation and "Args:" in info.inputs_description
+    assert [set(features) for features in info.features] == [{"predictions", "references"}] * 2
+
+
+def test_metric_modules_combine(no_network):
+    # the two ASR metrics as one module: "a x c d" vs "a b c" is WER 2/3, CER 3/5 (see test_compute_metrics_for_task)
+    asr = evaluate.combine([metric_path("wer"), metric_path("cer")])
+    assert asr.compute(predictions=["a x c d"], references=["a b c"]) == pytest.approx({"wer": 2 / 3, "cer": 3 / 5})
+    captioning = evaluate.combine([evaluate.load(metric_path("bleu4")), evaluate.load(metric_path("cider"))])
+    expected = {"bleu4": 35.00299868132466, "cider": 2.21152736304318}
+    assert captioning.compute(predictions=COCO_PREDICTIONS, references=COCO_REFERENCES) == pytest.approx(expected)
+
+
+def test_metric_path_names_what_is_shipped():
+    with pytest.raises(ValueError, match="Unknown metric 'rouge'.*wer, cer, bleu, chrf, bleu4, cider"):
+        metric_path("rouge")
+
+
+OFFLINE_SCRIPT = textwrap.dedent(
+    """
+    import json, socket, sys
+
+    def refuse(*args, **kwargs):
+        raise ConnectionError(f"network access attempted: {args}")
+
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+    import evaluate
+    from multimodal_gpt.training.metrics import METRIC_NAMES, metric_path
+
+    scores = {}
+    for name in METRIC_NAMES:
+        scores.update(evaluate.load(metric_path(name)).compute(predictions=["a b c d"], references=[["a b c d"]]))
+    json.dump(scores, sys.stdout)
+    """
+)
+
+
+def test_metric_modules_load_offline_in_a_fresh_interpreter(tmp_path):
+    """Hub offline, the network cut and an empty module cache: `evaluate.load` by path still works."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_EVALUATE_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    scores = json.loads(completed.stdout)
+    # one 4-word perfect match: both error rates 0, both BLEUs and chrF 100; CIDEr of one image is 0 (idf log 1 = 0)
+    expected = {"wer": 0.0, "cer": 0.0, "bleu": 100.0, "chrf": 100.0, "bleu4": 100.0, "cider": 0.0}
+    assert scores == pytest.approx(expected, abs=1e-6)

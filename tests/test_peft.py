@@ -194,7 +194,7 @@ def test_train_save_load_merge_and_generate(tmp_path):
     regenerated = reloaded.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=0, eos_token_id=None)
     assert torch.equal(regenerated, generated)
 
-    # 5. transformers' own PEFT integration (what scripts/evaluate.py uses) reads the adapter folder as a model
+    # 5. transformers' own PEFT integration (what scripts/evaluate_model.py uses) reads the adapter folder as a model
     via_transformers = MultimodalGPTForConditionalGeneration.from_pretrained(adapter_dir).eval()
     with torch.no_grad():
         torch.testing.assert_close(via_transformers(**inputs).logits, trained_logits, rtol=0, atol=0)

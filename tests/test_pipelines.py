@@ -12,12 +12,13 @@ import soundfile
 import torch
 from PIL import Image
 from transformers import pipeline
+from transformers.pipelines.automatic_speech_recognition import _find_longest_common_sequence
 
 from multimodal_gpt import MultimodalGPTSpeechRecognitionPipeline, MultimodalGPTTranslationPipeline
 from multimodal_gpt.data.tasks import ASR, get_task
 from multimodal_gpt.data.tasks import LANGUAGE_NAMES as TASK_LANGUAGE_NAMES
 from multimodal_gpt.pipeline_multimodal_gpt import ASR_PROMPT, CUSTOM_PIPELINES, LANGUAGE_NAMES, translation_prompt
-from tests.tiny_models import tiny_processor_and_model
+from tests.tiny_models import audio_config, tiny_processor_and_model
 
 MAX_NEW_TOKENS = 6
 RATE = 16000
@@ -54,6 +55,12 @@ def audio_only():
 @pytest.fixture(scope="module")
 def vision_only():
     return tiny_processor_and_model(audio=None)
+
+
+@pytest.fixture(scope="module")
+def whisper_audio():
+    """A Whisper-style tower with a 1 s window (tiny_models' 50 positions of 2 mel frames)."""
+    return input_sensitive(tiny_processor_and_model(vision=None, audio="whisper"))
 
 
 def clips() -> list[np.ndarray]:
@@ -159,8 +166,19 @@ def test_asr_pipeline_errors_are_clear(full, vision_only):
         asr(clips()[0], prompt="Transcribe:")
     with pytest.raises(ValueError, match='"sampling_rate"'):
         asr({"raw": clips()[0]})
-    with pytest.raises(ValueError, match="one input at a time"):
-        asr(clips(), batch_size=2)
+    with pytest.raises(ValueError, match=r"only chunk-level timestamps .*return_timestamps=True"):
+        asr(clips()[0], return_timestamps="word")
+    with pytest.raises(ValueError, match="chunk_length_s must be a positive"):
+        asr(clips()[0], chunk_length_s=0)
+    with pytest.raises(ValueError, match=r"strides \(1 s \+ 1 s\) must be shorter than the chunks \(2 s\)"):
+        asr(clips()[0], chunk_length_s=2, stride_length_s=1)
+
+
+def test_asr_pipeline_refuses_chunks_longer_than_the_window(whisper_audio):
+    asr = MultimodalGPTSpeechRecognitionPipeline(model=whisper_audio[1], processor=whisper_audio[0], **CPU)
+    assert asr.window_seconds == 1.0
+    with pytest.raises(ValueError, match=r"chunk_length_s=2 is longer than the audio tower's 1 s window"):
+        asr(clips()[0], chunk_length_s=2)
 
 
 def test_saved_folder_names_the_pipelines(full, tmp_path):
@@ -217,6 +235,7 @@ REMOTE_SCRIPT = textwrap.dedent(
     assert type(asr.model).__module__.startswith("transformers_modules"), type(asr.model).__module__
     results["asr"] = [asr(path, **generation)["text"] for path in clip_paths]
     results["asr_dict"] = asr({"array": clips[0], "sampling_rate": 16000}, **generation)["text"]
+    results["asr_batched"] = [output["text"] for output in asr(clip_paths, batch_size=2, **generation)]
 
     any_to_any = pipeline("any-to-any", model=audio_only, **remote)
     results["any-to-any"] = [
@@ -265,7 +284,86 @@ def test_pipelines_from_folders_in_a_fresh_interpreter(full, audio_only, vision_
     assert results["image-to-text"] == expected["image-text-to-text"][0]
     assert results["asr"] == expected["asr"]
     assert results["asr_dict"] == expected["asr"][0]
+    assert results["asr_batched"] == expected["asr"]
     assert results["any-to-any"] == expected["any-to-any"]
     assert results["translation"] == expected["translation"][0].strip()
     assert results["text-generation"] == expected["translation"][0]
     assert "has no audio tower" in results["asr_without_audio_tower"]
+
+
+# ----- batching and long-form transcription -------------------------------------------------------------------------
+
+
+def test_batched_pipelines_equal_one_input_at_a_time(full, whisper_audio):
+    rng = np.random.RandomState(1)
+    lengths = [2400, 3200, 800, 1600, 4000]  # different lengths: different prompt lengths, left-padded in a batch
+    batch_clips = [rng.randn(length).astype(np.float32) for length in lengths]
+    for processor, model in (full, whisper_audio):
+        asr = MultimodalGPTSpeechRecognitionPipeline(model=model, processor=processor, **CPU)
+        one_by_one = [asr(clip, max_new_tokens=MAX_NEW_TOKENS) for clip in batch_clips]
+        assert len({output["text"] for output in one_by_one}) > 1  # the clips reach the model
+        assert asr(batch_clips, batch_size=3, max_new_tokens=MAX_NEW_TOKENS) == one_by_one
+    processor, model = full
+    translator = MultimodalGPTTranslationPipeline(model=model, processor=processor, **CPU)
+    sources = ["A dog runs.", "Two men play football on a green field.", "Hi."]
+    one_by_one = [translator(source, max_new_tokens=MAX_NEW_TOKENS) for source in sources]
+    assert translator(sources, batch_size=3, max_new_tokens=MAX_NEW_TOKENS) == one_by_one
+
+
+def manual_long_form(processor, model, clip, chunk_seconds: float, stride_seconds: float) -> tuple[str, list]:
+    """The reference for chunked ASR: chunks of `chunk_seconds` starting every `chunk - 2 x stride` seconds until one
+    reaches the end, each transcribed alone with `generate`, merged with Transformers' seq2seq merge."""
+    chunk, step = int(chunk_seconds * RATE), int((chunk_seconds - 2 * stride_seconds) * RATE)
+    starts = [0]
+    while starts[-1] + chunk < len(clip):
+        starts.append(starts[-1] + step)
+    generated, spans = [], []
+    for start in starts:
+        inputs = processor(text=ASR_PROMPT, audio=clip[start : start + chunk], sampling_rate=RATE, return_tensors="pt")
+        sequences = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS)
+        generated.append(sequences[:, inputs["input_ids"].shape[1] :])
+        spans.append((start / RATE, min(start + chunk, len(clip)) / RATE))
+    merged = _find_longest_common_sequence(generated, processor.tokenizer)
+    return processor.tokenizer.decode(merged, skip_special_tokens=True).strip(), spans
+
+
+def test_long_form_asr_equals_manual_chunking(whisper_audio):
+    processor, model = whisper_audio
+    asr = MultimodalGPTSpeechRecognitionPipeline(model=model, processor=processor, **CPU)
+    clip = np.random.RandomState(2).randn(int(3.3 * RATE)).astype(np.float32)  # 3.3 s, the window is 1 s
+    expected_text, spans = manual_long_form(processor, model, clip, chunk_seconds=1.0, stride_seconds=0.25)
+    assert len(spans) == 6 and spans[-1] == (2.5, 3.3)  # starts every 0.5 s; the last chunk reaches the end
+    output = asr(
+        clip, chunk_length_s=1.0, stride_length_s=0.25, return_timestamps=True, batch_size=4, max_new_tokens=6
+    )
+    assert output["text"] == expected_text
+    assert [chunk["timestamp"] for chunk in output["chunks"]] == spans
+    assert len({chunk["text"] for chunk in output["chunks"]}) > 1  # the chunks' transcripts differ
+    # without chunk_length_s, a clip longer than the window is chunked at the window (stride: a sixth of it)
+    automatic, _ = manual_long_form(processor, model, clip, chunk_seconds=1.0, stride_seconds=1 / 6)
+    assert asr(clip, max_new_tokens=MAX_NEW_TOKENS) == {"text": automatic}
+    # a clip within the window is one chunk
+    assert asr(clip[:RATE], return_timestamps=True, max_new_tokens=MAX_NEW_TOKENS)["chunks"][0]["timestamp"] == (
+        0.0,
+        1.0,
+    )
+
+
+def test_read_speech_clips_longer_than_the_window(data_dir):
+    """The small preset's Whisper-style window is 4 s (200 positions); read-speech clips last 3-12 s."""
+    whisper = audio_config("whisper")
+    whisper.max_source_positions = 200
+    processor, model = tiny_processor_and_model(vision=None, audio="whisper", audio_config=whisper)
+    asr = MultimodalGPTSpeechRecognitionPipeline(model=model, processor=processor, **CPU)
+    assert asr.window_seconds == 4.0
+    rows = [line.split("\t") for line in (data_dir / "read_speech" / "transcripts.tsv").read_text().splitlines()[1:]]
+    paths = [data_dir / "read_speech" / "wavs" / name for name, _ in rows]
+    durations = {path: soundfile.info(path).duration for path in paths[:20]}
+    long_clips = sorted((path for path in durations if durations[path] > 4.0), key=durations.get)[-2:]
+    assert len(long_clips) == 2 and durations[long_clips[-1]] > 8.0
+    outputs = asr([str(path) for path in long_clips], batch_size=4, return_timestamps=True, max_new_tokens=3)
+    for path, output in zip(long_clips, outputs):
+        assert isinstance(output["text"], str)
+        spans = [chunk["timestamp"] for chunk in output["chunks"]]
+        assert len(spans) >= 2 and spans[0][0] == 0.0 and spans[-1][1] == pytest.approx(durations[path], abs=1e-3)
+        assert all(end - start <= 4.0 for start, end in spans)

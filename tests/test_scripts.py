@@ -1,11 +1,11 @@
 """The entry points end to end, a few steps each on tiny configurations: every task's training script on the
-built-in synthetic data and on the real files where present, evaluate.py on its output, and the demo."""
+built-in synthetic data and on the real files where present, evaluate_model.py on its output, and the demo."""
 
 import json
 
 import pytest
 
-from scripts import demo, evaluate, train
+from scripts import demo, evaluate_model, train
 
 FEW_STEPS = [
     "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
@@ -39,7 +39,7 @@ def test_train_on_synthetic_data_then_evaluate(task, tmp_path):
     check_output_folder(tmp_path / task, task)
     if task in METRICS:
         output_file = tmp_path / "scores.json"
-        metrics = evaluate.main(
+        metrics = evaluate_model.main(
             ["--model_name_or_path", str(tmp_path / task), "--task", task, "--dataset_name", "synthetic",
              "--eval_split_name", "test", "--max_eval_samples", "3", "--max_new_tokens", "3",
              "--output_file", str(output_file)]

@@ -18,7 +18,7 @@ from PIL import Image
 
 from multimodal_gpt.data.sources import load_task_data
 from multimodal_gpt.training import DataArguments
-from scripts import evaluate, train
+from scripts import evaluate_model, train
 
 FEW_STEPS = [
     "--max_steps", "2", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
@@ -231,7 +231,7 @@ def test_duration_filters_drop_training_clips(tmp_path):
     assert len(everything.evaluation["validation"]) == 1  # evaluation rows are never filtered
 
 
-# ----- evaluate.py: any split, no training split needed ------------------------------------------------------------
+# ----- evaluate_model.py: any split, no training split needed ----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +245,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def run_evaluate(checkpoint: Path, output_file: Path, *arguments: str) -> dict:
-    return evaluate.main(["--model_name_or_path", str(checkpoint), "--output_file", str(output_file),
+    return evaluate_model.main(["--model_name_or_path", str(checkpoint), "--output_file", str(output_file),
                           "--max_new_tokens", "3", *arguments])  # fmt: skip
 
 
@@ -344,8 +344,8 @@ def test_bad_built_in_files_name_the_file_and_line(tmp_path):
     write_test_only_corpora(tmp_path / "data")
 
     def evaluate_on(task: str, split: str) -> None:
-        evaluate.main(["--model_name_or_path", "no_model_needed", "--task", task, "--data_dir", str(tmp_path / "data"),
-                       "--eval_split_name", split])  # fmt: skip
+        evaluate_model.main(["--model_name_or_path", "no_model_needed", "--task", task,
+                             "--data_dir", str(tmp_path / "data"), "--eval_split_name", split])  # fmt: skip
 
     german = tmp_path / "data" / "multi30k" / "test_2017_flickr.de.gz"
     german.write_bytes(german.read_bytes()[:-12])
@@ -393,7 +393,7 @@ def test_new_model_flags_next_to_a_checkpoint_are_an_error(tmp_path):
     with pytest.raises(ValueError, match="--task mmt --text_only gives no image or audio"):
         train.main(["--output_dir", str(tmp_path / "run"), "--task", "mmt", "--text_only", "--train_only_fusion"])
     with pytest.raises(ValueError, match="An evaluation reads no training split: drop --max_train_samples"):
-        evaluate.main(["--model_name_or_path", "unused", "--task", "asr", "--max_train_samples", "4"])
+        evaluate_model.main(["--model_name_or_path", "unused", "--task", "asr", "--max_train_samples", "4"])
 
 
 def test_an_unknown_column_names_the_available_ones(tmp_path):

@@ -1,4 +1,4 @@
-"""Scoring a checkpoint on any split of any data source with generation: what `scripts/evaluate.py` runs.
+"""Scoring a checkpoint on any split of any data source with generation: what `scripts/evaluate_model.py` runs.
 
 The data flags are train.py's ([`DataArguments`]): a built-in corpus, a `datasets` data set or data files, any split
 names (`--eval_split_name`, several), any columns. No training split is read, and a stream (`--streaming`) works.

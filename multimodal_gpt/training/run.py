@@ -24,6 +24,7 @@ from .arguments import (
     check_model_arguments,
 )
 from .distributed import check_distributed_engine, check_distributed_launch
+from .extras import check_optional_packages
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
 from .model_card import run_card_kwargs
 from .outputs import metric_prefix, plot_training_curves, write_predictions
@@ -37,6 +38,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     """Train and evaluate one task; returns the metrics. The output folder gets a Hub-ready model and processor,
     `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`."""
     # 1. Checks and seed
+    check_optional_packages(model_args, training_args)
     check_data_arguments(data_args, training=True)
     check_model_arguments(model_args, data_args)
     training_args.remove_unused_columns = False  # the collators read the raw media columns
@@ -146,7 +148,7 @@ def model_and_processor(
     if data.train is None:
         raise ValueError(
             "--do_eval without --do_train evaluates a trained model: pass --model_name_or_path (or run "
-            "scripts/evaluate.py on it); a new model from --preset has nothing to evaluate."
+            "scripts/evaluate_model.py on it); a new model from --preset has nothing to evaluate."
         )
     tokenizer = model_args.tokenizer_name_or_path
     if checkpoint is not None:

@@ -1,8 +1,9 @@
-"""Offline metrics for generation-based evaluation: WER/CER (ASR), BLEU/chrF (translation), BLEU-4/CIDEr-D (captions).
+"""The computations behind the metric modules: WER/CER (ASR), BLEU/chrF (translation), BLEU-4/CIDEr-D (captions).
 
-Nothing here fetches a metric script from the Hub (`evaluate.load("wer")` needs the Hub): WER and CER come from
-`jiwer`, BLEU and chrF from `sacrebleu`, and the captioning metrics are implemented here, following the coco-caption
-toolkit (pycocoevalcap) without its Java tokenizer.
+Offline, with no metric script fetched from the Hub: WER and CER come from `jiwer`, BLEU and chrF from `sacrebleu`,
+and the captioning metrics are implemented here, following the coco-caption toolkit (pycocoevalcap) without its Java
+tokenizer. The `evaluate` modules in the sibling folders (`wer/wer.py`, `cer/cer.py`, `bleu/bleu.py`,
+`chrf/chrf.py`, `bleu4/bleu4.py`, `cider/cider.py`) call these functions: this file is the one implementation.
 
 | function | task | scale | text processing |
 | --- | --- | --- | --- |
@@ -19,13 +20,6 @@ from collections.abc import Sequence
 
 import jiwer
 from sacrebleu.metrics import BLEU, CHRF
-
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "asr": ("wer", "cer"),
-    "translation": ("bleu", "chrf"),
-    "mmt": ("bleu", "chrf"),
-    "captioning": ("bleu4", "cider"),
-}
 
 # Both kinds of apostrophe are deleted rather than turned into a space, so that "don't" stays one word ("dont").
 _APOSTROPHES = frozenset("'\u2019")
@@ -61,7 +55,7 @@ def normalize_transcript(text: str) -> str:
     return " ".join("".join(characters).split())
 
 
-def _check_predictions(predictions: Sequence[str], references: Sequence, argument: str = "references") -> None:
+def check_predictions(predictions: Sequence[str], references: Sequence, argument: str = "references") -> None:
     """Fail fast on the usual mistakes: a bare string, no samples, or a count mismatch."""
     if isinstance(predictions, str) or isinstance(references, str):
         raise ValueError(f"predictions and {argument} must be lists of strings, got a bare str: wrap it in a list.")
@@ -111,7 +105,7 @@ def _multi_references(references: Sequence[str | Sequence[str]], argument: str =
 def _error_rate(
     predictions: Sequence[str], references: Sequence[str | Sequence[str]], *, normalize: bool, unit: str
 ) -> float:
-    _check_predictions(predictions, references)
+    check_predictions(predictions, references)
     references = _single_references(references)
     if normalize:
         predictions = [normalize_transcript(prediction) for prediction in predictions]
@@ -191,7 +185,7 @@ def corpus_bleu(
     Returns:
         `float`: BLEU between 0 and 100.
     """
-    _check_predictions(predictions, references)
+    check_predictions(predictions, references)
     streams = _reference_streams(_multi_references(references))
     return float(BLEU(tokenize=tokenize, lowercase=lowercase).corpus_score(list(predictions), streams).score)
 
@@ -207,7 +201,7 @@ def corpus_chrf(predictions: Sequence[str], references: Sequence[str | Sequence[
     Returns:
         `float`: chrF between 0 and 100.
     """
-    _check_predictions(predictions, references)
+    check_predictions(predictions, references)
     streams = _reference_streams(_multi_references(references))
     return float(CHRF().corpus_score(list(predictions), streams).score)
 
@@ -258,7 +252,7 @@ def bleu4(predictions: Sequence[str], references_list: Sequence[Sequence[str]]) 
     Returns:
         `float`: BLEU-4 on a 0-100 scale (coco-caption's value x 100, the scale papers report).
     """
-    _check_predictions(predictions, references_list, "references_list")
+    check_predictions(predictions, references_list, "references_list")
     references_list = _multi_references(references_list, "references_list")
     matches, totals = [0] * _CAPTION_MAX_ORDER, [0] * _CAPTION_MAX_ORDER
     hypothesis_length = reference_length = 0
@@ -335,7 +329,7 @@ def cider(predictions: Sequence[str], references_list: Sequence[Sequence[str]], 
     Returns:
         `float`: the corpus CIDEr-D (coco-caption scale: x10, so a perfect 4-gram match of every reference gives 10).
     """
-    _check_predictions(predictions, references_list, "references_list")
+    check_predictions(predictions, references_list, "references_list")
     references_list = _multi_references(references_list, "references_list")
     prediction_counts = [_ngram_counts(_caption_tokens(prediction)) for prediction in predictions]
     reference_counts = [
@@ -356,39 +350,11 @@ def cider(predictions: Sequence[str], references_list: Sequence[Sequence[str]], 
     return sum(image_scores) / len(image_scores)
 
 
-def compute_metrics_for_task(
-    task: str, predictions: Sequence[str], references: Sequence[str | Sequence[str]]
-) -> dict[str, float]:
-    """Score decoded generations with the metrics of a task (un-prefixed keys; `Trainer` adds `eval_`).
-
-    Args:
-        task (`str`): `"asr"` -> `wer`, `cer`; `"translation"` and `"mmt"` -> `bleu`, `chrf`; `"captioning"` ->
-            `bleu4`, `cider`.
-        predictions (`Sequence[str]`): one decoded generation per sample.
-        references (`Sequence[str] | Sequence[Sequence[str]]`): one reference string per sample for ASR; one or more
-            per sample for translation; the list of reference captions of each image for captioning.
-
-    Returns:
-        `dict[str, float]`: the metric values, keyed as above.
-    """
-    if task == "asr":
-        return {
-            "wer": word_error_rate(predictions, references),
-            "cer": character_error_rate(predictions, references),
-        }
-    if task in ("translation", "mmt"):
-        return {"bleu": corpus_bleu(predictions, references), "chrf": corpus_chrf(predictions, references)}
-    if task == "captioning":
-        return {"bleu4": bleu4(predictions, references), "cider": cider(predictions, references)}
-    raise ValueError(f"Unknown task {task!r}: choose one of {sorted(TASK_METRICS)}.")
-
-
 __all__ = [
-    "TASK_METRICS",
     "bleu4",
     "character_error_rate",
+    "check_predictions",
     "cider",
-    "compute_metrics_for_task",
     "corpus_bleu",
     "corpus_chrf",
     "normalize_transcript",

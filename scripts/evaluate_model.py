@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Score any checkpoint on any split of any data source, with generation, and write the metrics as JSON.
 
-    python scripts/evaluate.py --model_name_or_path runs/asr --task asr --eval_split_name validation
-    python scripts/evaluate.py --model_name_or_path runs/asr --task asr --dataset_name my_speech \
+    python scripts/evaluate_model.py --model_name_or_path runs/asr --task asr --eval_split_name validation
+    python scripts/evaluate_model.py --model_name_or_path runs/asr --task asr --dataset_name my_speech \
         --text_column_name transcription --eval_split_name test --output_file results/asr_test.json
 
 The data flags are train.py's (--dataset_name, --train_file..., --eval_split_name, the column and language flags,
