@@ -21,7 +21,6 @@ import torch
 from transformers import GenerationConfig, Pipeline
 
 from .configuration_multimodal_gpt import AUDIO_TOKEN
-from .processing_multimodal_gpt import load_clip
 
 # The prompts a checkpoint is finetuned with: `multimodal_gpt.data.tasks` takes the translation template and the
 # language names from here (a Hub file cannot import the library-only `tasks`), and the tests check that the ASR
@@ -106,10 +105,11 @@ class MultimodalGPTSpeechRecognitionPipeline(_PromptThenGeneratePipeline):
     {'text': 'seven'}
     ```
 
-    Inputs, like Transformers' ASR pipeline: a 1-D numpy array or tensor at the feature extractor's sampling rate,
-    a `{"raw" or "array": array, "sampling_rate": int}` dict (resampled when the rate differs), a file path or the
-    bytes of an audio file (decoded with soundfile: WAV, FLAC, OGG, MP3), or a list of these. Clips longer than a
-    Whisper-style tower's window are an error: split them.
+    Inputs, like Transformers' ASR pipeline: a 1-D numpy array or tensor at the feature extractor's sampling rate
+    (integer PCM is scaled to [-1, 1)), a `{"raw" or "array": array, "sampling_rate": int}` dict (resampled when the
+    rate differs), a file path or the bytes of an audio file (decoded with soundfile: WAV, FLAC, OGG, MP3), or a list
+    of these; all decoded by the processor as in training. Clips that are corrupt, truncated, empty, not finite, too
+    short for one audio frame or longer than a Whisper-style tower's window are errors.
 
     Call parameters: `prompt` (defaults to the ASR task's `"<audio>"`: change it only for a model finetuned with
     another prompt; it must contain `<audio>` once), `max_new_tokens`, `generate_kwargs` and any generation
@@ -147,11 +147,12 @@ class MultimodalGPTSpeechRecognitionPipeline(_PromptThenGeneratePipeline):
         return super().__call__(inputs, **kwargs)
 
     def preprocess(self, inputs: Any, prompt: str = ASR_PROMPT) -> dict[str, torch.Tensor]:
+        # The processor decodes the clip as training did; a bare array is taken to be at the feature extractor's
+        # rate, as in Transformers' ASR pipeline.
         target_rate = self.processor.feature_extractor.sampling_rate
-        clip = as_clip(inputs)
-        # a bare array is taken to be at the feature extractor's rate, as in Transformers' ASR pipeline
-        waveform = load_clip(clip, target_rate, target_rate)
-        model_inputs = self.processor(text=prompt, audio=waveform, sampling_rate=target_rate, return_tensors="pt")
+        model_inputs = self.processor(
+            text=prompt, audio=as_clip(inputs), sampling_rate=target_rate, return_tensors="pt"
+        )
         return model_inputs.to(dtype=self.dtype) if self.dtype is not None else model_inputs
 
     def postprocess(self, model_outputs: dict[str, Any]) -> dict[str, str]:
@@ -213,7 +214,7 @@ def translation_prompt(source: str, src_lang: str, tgt_lang: str) -> str:
 
 
 def as_clip(inputs: Any) -> Any:
-    """An ASR pipeline input in a form `load_clip` reads: `{"raw": ...}` dicts become `{"array": ...}` dicts; paths,
+    """An ASR pipeline input in a form the processor reads: `{"raw": ...}` dicts become `{"array": ...}` dicts; paths,
     bytes, arrays and `{"array", "sampling_rate"}` dicts pass through."""
     if isinstance(inputs, dict):
         if "stride" in inputs:

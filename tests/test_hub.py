@@ -37,11 +37,11 @@ MODEL_HUB_FILES = [
     "fusion_multimodal_gpt.py",
     "towers_multimodal_gpt.py",
     "generation_multimodal_gpt.py",
-    # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the processing
+    # the modeling file imports the pipelines (for config.json's `custom_pipelines`)
     "pipeline_multimodal_gpt.py",
-    "processing_multimodal_gpt.py",
 ]
-HUB_FILES = MODEL_HUB_FILES
+# the processor's files (`processor.save_pretrained`): the processing and the one media decoder it imports
+HUB_FILES = [*MODEL_HUB_FILES, "processing_multimodal_gpt.py", "media_multimodal_gpt.py"]
 
 
 def test_auto_classes_resolve_to_our_classes():
