@@ -24,6 +24,7 @@ column altogether always raises (the `Trainer` dropped it: set `remove_unused_co
 whose rows were all skipped. With `dataloader_num_workers > 0` each worker process counts in its own copy of the stats.
 """
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from transformers import BatchFeature, TrainerCallback
 
 from ..media_multimodal_gpt import load_image
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
-from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, Task
+from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, MissingColumnError, Task
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,21 @@ class TaskCollator:
         """
         texts = self.processor.tokenizer.batch_decode(generated[:, input_ids.shape[1] :], skip_special_tokens=True)
         return [self.task.postprocess(text) for text in texts]
+
+    def unusable_rows(self, rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+        """Why each row that this collator could not use on its own is unusable, by row index: a bad medium or
+        text, or a prompt too long for `max_length`. Checked before training on the evaluation splits, so that an
+        evaluation batch of bad rows cannot stop a run after its training. A missing column still raises."""
+        strict = dataclasses.replace(self, skip_bad_rows=False)
+        reasons = {}
+        for index in range(len(rows)):
+            try:
+                strict([rows[index]])
+            except MissingColumnError:
+                raise
+            except (ValueError, FileNotFoundError, TypeError) as error:
+                reasons[index] = str(error)
+        return reasons
 
     # ----- rows -> decoded samples ------------------------------------------------------------------------------
 

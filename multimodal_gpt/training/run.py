@@ -1,20 +1,33 @@
 """One training run with the standard `Trainer`, as `scripts/train.py` and the demo start it: data, model and
-processor, collators, training with resume, generation-based evaluation of every requested split, model card."""
+processor, collators, training with resume, generation-based evaluation of every requested split, model card.
 
+A run owns its output folder (a second process on it is refused), continues from the most recently completed
+checkpoint after a crash, and, rerun once finished, trains nothing more (see `multimodal_gpt.training.checkpoints`)."""
+
+import contextlib
+import dataclasses
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+from datasets import Dataset
 from transformers import AutoProcessor, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from ..data.collators import COLLATORS, EpochCallback
+from ..data.collators import COLLATORS, EpochCallback, TaskCollator
 from ..data.sources import load_task_splits, training_texts
 from ..data.tasks import get_task
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
-from .arguments import DataArguments, ModelArguments
+from .arguments import DataArguments, ModelArguments, check_generation_arguments
+from .checkpoints import (
+    RunLock,
+    finished_run,
+    forget_finished_run,
+    mark_run_finished,
+    resumable_checkpoint,
+    training_plan,
+)
 from .distributed import check_distributed_engine, check_distributed_launch
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
 from .model_card import run_card_kwargs
@@ -27,7 +40,13 @@ logger = logging.getLogger(__name__)
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Train and evaluate one task; returns the metrics. The output folder gets a Hub-ready model and processor,
-    `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`."""
+    `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`.
+
+    Run state: the main process holds a lock on the output folder for the whole run ([`RunLock`]: a second run on it
+    is refused; a crashed one leaves no lock behind). Training resumes from the most recently completed checkpoint
+    of the output folder (or `--resume_from_checkpoint`). Once training has finished, `training_complete.json`
+    records it: the same command run again trains nothing (it loads the finished model, says so, and evaluates);
+    a command with another plan of steps (more epochs, say) goes on from the last checkpoint."""
     # 1. Checks and seed
     if data_args.task not in COLLATORS:
         raise ValueError(f"--task {data_args.task!r} is not one of {sorted(COLLATORS)}.")
@@ -41,12 +60,32 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if not (training_args.do_train or training_args.do_eval):
         training_args.do_train = training_args.do_eval = True  # neither flag given: train, then evaluate
     set_seed(training_args.seed)
+    is_main = training_args.process_index == 0
+    with RunLock(training_args.output_dir) if is_main else contextlib.nullcontext():
+        return _train_and_evaluate(model_args, data_args, training_args)
 
-    # 2. Data
+
+def _train_and_evaluate(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> dict[str, Any]:
+    # 2. Data, and whether this command already ran to its end here
     splits = load_task_splits(data_args)
     logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
+    output_dir = Path(training_args.output_dir)
+    plan = training_plan(training_args, len(splits["train"]))
+    finished = finished_run(output_dir, plan) if training_args.do_train else None
+    if finished:
+        logger.warning(
+            "%s holds the finished run of this command (step %d, %s): nothing to train. Evaluating its model; to "
+            "train further, raise --num_train_epochs or --max_steps, or choose another --output_dir.",
+            output_dir,
+            finished["global_step"],
+            finished["finished"],
+        )
+        training_args.do_train = False
+        model_args = dataclasses.replace(model_args, model_name_or_path=str(output_dir))
 
-    # 3. Model and processor: continue a checkpoint, or build the preset with an offline tokenizer
+    # 3. Model and processor: the finished run's, continue a checkpoint, or build the preset with an offline tokenizer
     if model_args.model_name_or_path:
         model = load_checkpoint(model_args)
         processor = AutoProcessor.from_pretrained(model_args.model_name_or_path)
@@ -59,6 +98,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             fusion=model_args.fusion,
             max_length=data_args.max_length,
         )
+    check_generation_arguments(data_args, model.config)
     apply_freezing(model, model_args)
     if model_args.lora_r and not is_peft_model(model):
         model = prepare_lora(model, processor, model_args, training_args)
@@ -67,9 +107,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     # 4. Collators and trainer
     task = task_for(data_args)
     collator = COLLATORS[data_args.task](processor=processor, task=task, max_length=data_args.max_length)
+    # A prompt may take the positions that max_new_tokens leaves (longer ones are dropped and counted)
+    prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
-        processor=processor, task=task, max_length=data_args.max_length, for_generation=True
+        processor=processor, task=task, max_length=prompt_room, for_generation=True
     )
+    if training_args.do_eval or training_args.eval_strategy != "no":
+        drop_unusable_evaluation_rows(splits, evaluated_splits(data_args), (collator, generation_collator))
     eval_split = splits.get("validation")
     trainer = MultimodalTrainer(
         model=model,
@@ -84,13 +128,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     )
     check_distributed_engine(trainer)
 
-    # 5. Train (resuming from the last checkpoint of the output folder, or the one given)
+    # 5. Train (resuming from the most recently completed checkpoint of the output folder, or the one given)
     results: dict[str, Any] = {}
-    output_dir = Path(training_args.output_dir)
     if training_args.do_train:
         checkpoint = training_args.resume_from_checkpoint
-        if checkpoint is None and output_dir.is_dir():
-            checkpoint = get_last_checkpoint(str(output_dir))
+        with training_args.main_process_first(desc="choosing the checkpoint to resume from"):
+            if checkpoint is None:
+                checkpoint = resumable_checkpoint(output_dir, remove_interrupted=training_args.should_save)
+        if training_args.should_save:
+            forget_finished_run(output_dir)  # a run of another plan: its final model is about to be rewritten
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         if training_args.should_save:  # the main process only: under DDP every rank gets here
@@ -104,11 +150,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
+        if training_args.should_save:
+            mark_run_finished(output_dir, plan, trainer.state.global_step)
         results.update(train_metrics)
 
     # 6. Evaluate every requested split, with generation and its metrics
     if training_args.do_eval:
-        for split_name in [name.strip() for name in data_args.eval_splits.split(",") if name.strip()]:
+        for split_name in evaluated_splits(data_args):
             if split_name not in splits:
                 logger.warning("No %r split for task %s; skipped.", split_name, data_args.task)
                 continue
@@ -132,6 +180,38 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if trainer.is_world_process_zero():
         plot_training_curves(trainer.state.log_history, output_dir / "loss_curve.png", title=data_args.task)
     return results
+
+
+def evaluated_splits(data_args: DataArguments) -> list[str]:
+    return [name.strip() for name in data_args.eval_splits.split(",") if name.strip()]
+
+
+def drop_unusable_evaluation_rows(
+    splits: dict[str, Dataset], names: list[str], collators: tuple[TaskCollator, ...]
+) -> None:
+    """Before training: rows of the evaluation splits that a collator cannot use (a bad medium or text, a prompt
+    longer than the room left) are dropped with a warning, so that no evaluation batch fails after training; a split
+    with no usable row is an error now."""
+    for name in dict.fromkeys(["validation", *names]):
+        if name not in splits:
+            continue
+        reasons: dict[int, str] = {}
+        for collator in collators:
+            reasons = collator.unusable_rows(splits[name]) | reasons
+        if not reasons:
+            continue
+        first = min(reasons)
+        if len(reasons) == len(splits[name]):
+            raise ValueError(f"No row of the {name!r} split is usable (row {first}: {reasons[first]}).")
+        logger.warning(
+            "Dropped %d of %d rows of the %r split that evaluation could not use (row %d: %s).",
+            len(reasons),
+            len(splits[name]),
+            name,
+            first,
+            reasons[first],
+        )
+        splits[name] = splits[name].select([index for index in range(len(splits[name])) if index not in reasons])
 
 
 def task_for(data_args: DataArguments):
