@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Dinov2Config, TrainingArguments
 
-from multimodal_gpt.training import MultimodalTrainer
+from multimodal_gpt.training import MultimodalTrainer, checkpoints
 from multimodal_gpt.training.checkpoints import (
     COMPLETE_MARKER,
     IN_PROGRESS_MARKER,
@@ -191,3 +191,13 @@ def test_a_second_run_is_refused_and_a_dead_one_leaves_no_lock(tmp_path):
     assert killed.returncode == -9 and (tmp_path / "_run.lock").exists()
     with RunLock(tmp_path):  # the kernel released the dead process's lock
         pass
+
+
+def test_a_file_system_without_locks_is_named_not_mistaken_for_a_running_run(tmp_path, monkeypatch, caplog):
+    def no_locks(descriptor):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(checkpoints, "_try_lock", no_locks)
+    with caplog.at_level(logging.WARNING), RunLock(tmp_path):
+        pass
+    assert "Cannot lock" in caplog.text and "No locks available" in caplog.text

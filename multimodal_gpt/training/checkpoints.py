@@ -324,7 +324,13 @@ class RunLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         while True:
             descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            if not _try_lock(descriptor):
+            try:
+                locked = _try_lock(descriptor)
+            except OSError as error:  # a file system without locks (some network file systems)
+                os.close(descriptor)
+                logger.warning("Cannot lock %s (%s): nothing stops a second run on this folder.", self.path, error)
+                return self
+            if not locked:
                 holder = self.path.read_text(errors="replace").strip() or "unknown"
                 os.close(descriptor)
                 raise OutputDirInUseError(
@@ -351,12 +357,15 @@ class RunLock:
 
 
 def _try_lock(descriptor: int) -> bool:
+    """`True` once locked, `False` when another process holds the lock; other `OSError`s propagate."""
     try:
         if fcntl is not None:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         else:
             msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
-    except OSError:
+    except BlockingIOError:
+        return False
+    except PermissionError:  # what msvcrt raises for a region locked by another process
         return False
     return True
 
