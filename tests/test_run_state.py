@@ -29,6 +29,7 @@ def test_a_finished_command_trains_no_further_and_a_longer_one_continues(tmp_pat
     train.main(captioning_args(output_dir))
     weights = (output_dir / "model.safetensors").read_bytes()
     train_results = (output_dir / "train_results.json").read_text()
+    loss_curve = (output_dir / "loss_curve.png").read_bytes()
     assert json.loads((output_dir / RUN_COMPLETE_FILE).read_text())["global_step"] == 2
 
     with caplog.at_level(logging.WARNING):
@@ -37,6 +38,7 @@ def test_a_finished_command_trains_no_further_and_a_longer_one_continues(tmp_pat
     assert "train_runtime" not in results and "eval_bleu4" in results
     assert (output_dir / "model.safetensors").read_bytes() == weights
     assert (output_dir / "train_results.json").read_text() == train_results
+    assert (output_dir / "loss_curve.png").read_bytes() == loss_curve
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 2
 
     caplog.clear()

@@ -177,7 +177,7 @@ def _train_and_evaluate(
             model_args, data_args, training_args, task=task.name, global_step=step, results=results
         )
         trainer.create_model_card()
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero() and not finished:  # a finished run's curve stays the one its training drew
         plot_training_curves(trainer.state.log_history, output_dir / "loss_curve.png", title=data_args.task)
     return results
 
