@@ -1,14 +1,25 @@
-"""Audio and image decoding that works on a fresh machine, without FFmpeg, torchcodec or torchvision.
+"""The one media decoder: audio and images, for training (the collators) and serving (the processor) alike.
+
+This is a "Hub file": `save_pretrained` ships it next to the processor, so that a checkpoint loaded with
+`trust_remote_code=True` decodes exactly as the training run did. It imports only numpy, torch and the standard
+library at top level; soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF...), soxr (resampling) and
+Pillow are optional, and a function that needs a missing one says which to install. It needs neither FFmpeg,
+torchcodec nor torchvision.
 
 `datasets` decodes `Audio` columns through torchcodec and FFmpeg, and fails with an `ImportError` where they are
 missing. The project therefore keeps media columns as file paths (or as the undecoded `{"path", "bytes"}` dicts of
-`Audio(decode=False)` / `Image(decode=False)`) and decodes them itself:
+`Audio(decode=False)` / `Image(decode=False)`) and decodes them here:
 
-- audio with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis, Opus, MP3, AIFF...) and resampling with soxr;
-- images with Pillow, always returned as fully loaded RGB images.
+- [`load_audio`]: float32 mono at the model's sampling rate, from a path, file bytes, an array or tensor (integer
+  PCM scaled to [-1, 1)), or a `datasets` Audio value; truncated WAV files, empty clips and NaN/inf samples are
+  errors;
+- [`load_image`]: a fully loaded RGB `PIL.Image.Image`, from a path, file bytes, a Pillow image, an array or tensor
+  (uint8, 16-bit, or floats in [0, 1]), or a `datasets` Image value; transparent pixels become white, 16-bit images
+  keep their top byte, the EXIF orientation of files is applied; empty, corrupt and truncated images and
+  decompression bombs (Pillow's `MAX_IMAGE_PIXELS` limit) are errors.
 
 A `datasets` data set with decoding `Audio` / `Image` columns (from the Hub, or an `audiofolder`) is handed over to
-these decoders by [`undecoded_media_columns`]:
+these decoders by `multimodal_gpt.data.undecoded_media_columns`:
 
 ```py
 >>> ds = undecoded_media_columns(load_dataset("some/speech", split="train"))
@@ -18,7 +29,9 @@ these decoders by [`undecoded_media_columns`]:
 array([...], dtype=float32)
 ```
 
-Every decoding failure is a `ValueError` that names the file, so a bad clip in a large data set can be found.
+Every failure caused by the medium itself is a `ValueError` (a `FileNotFoundError` for a missing file) that names
+the file where there is one, so that the collators can skip and count a bad row, and the processor can refuse it
+with a clear message.
 """
 
 import io
@@ -28,21 +41,44 @@ from collections.abc import Mapping
 from typing import Any, BinaryIO
 
 import numpy as np
-import soundfile
-import soxr
-from PIL import Image, ImageOps, UnidentifiedImageError
+import torch
 
-AudioSource = str | os.PathLike | bytes | bytearray | np.ndarray | Mapping[str, Any]
-ImageSource = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray | Mapping[str, Any]
+try:
+    import soundfile
+except ImportError:  # optional: only needed to decode audio files or bytes
+    soundfile = None
+try:
+    import soxr
+except ImportError:  # optional: only needed when a clip's sampling rate differs from the requested one
+    soxr = None
+try:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+except ImportError:  # optional: only needed for images
+    Image = ImageOps = UnidentifiedImageError = None
+
+AudioSource = str | os.PathLike | bytes | bytearray | np.ndarray | torch.Tensor | Mapping[str, Any]
+# a path, file bytes, a `PIL.Image.Image`, an array or tensor, or a `datasets` Image value
+ImageSource = Any
 
 # File name extensions the decoders read: used to tell audio from image files in users' metadata.
+_COMMON_AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf"}
 AUDIO_EXTENSIONS = frozenset(
-    {f".{name.lower()}" for name in soundfile.available_formats()} | {".aif", ".oga", ".opus", ".mp3"}
+    _COMMON_AUDIO_EXTENSIONS
+    | ({f".{name.lower()}" for name in soundfile.available_formats()} if soundfile is not None else set())
 )
-IMAGE_EXTENSIONS = frozenset(Image.registered_extensions())
+IMAGE_EXTENSIONS = frozenset(
+    Image.registered_extensions()
+    if Image is not None
+    else {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp"}
+)
 
 # A RIFF `data` chunk of this size was written by a streaming writer that never went back to fill it in.
 _RIFF_OPEN_SIZES = (0, 0xFFFFFFFF)
+
+
+def _require(module: Any, package: str, purpose: str) -> None:
+    if module is None:
+        raise ImportError(f"{purpose} needs the {package} package: pip install {package}")
 
 
 def _source_name(source: Any) -> str:
@@ -51,9 +87,17 @@ def _source_name(source: Any) -> str:
         return str(source)
     if isinstance(source, Mapping) and source.get("path"):
         return str(source["path"])
-    if isinstance(source, Image.Image) and getattr(source, "filename", ""):
+    if Image is not None and isinstance(source, Image.Image) and getattr(source, "filename", ""):
         return str(source.filename)
     return f"<{type(source).__name__}>"
+
+
+def _as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a numpy array (half precision widened: numpy has no bfloat16)."""
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,12 +132,15 @@ def _decode_audio_file(file: str | os.PathLike | bytes | bytearray, name: str) -
     is_path = isinstance(file, (str, os.PathLike))
     if is_path and not os.path.isfile(file):
         raise FileNotFoundError(f"Audio file not found: {name}")
+    _require(soundfile, "soundfile", "Decoding audio files")
     try:
         with open(file, "rb") if is_path else io.BytesIO(file) as stream:
             missing = _wav_missing_bytes(stream)
             stream.seek(0)
             audio, rate = soundfile.read(stream, dtype="float32", always_2d=True)
-    except (RuntimeError, EOFError) as error:  # soundfile.LibsndfileError is a RuntimeError
+    except MemoryError:
+        raise
+    except Exception as error:  # libsndfile reports corrupt files as RuntimeError, TypeError, EOFError...
         raise ValueError(
             f"Could not decode audio {name}: {str(error).rstrip('.')}. The file is corrupt, truncated or not in a "
             "format libsndfile reads (WAV, FLAC, OGG, Opus, MP3, AIFF...)."
@@ -110,8 +157,8 @@ def _audio_from_array(array: np.ndarray, sampling_rate: int | None, name: str) -
     """Turns a 1-D or 2-D sample array into float32 `(samples, channels)`; integer PCM is scaled to [-1, 1)."""
     if sampling_rate is None:
         raise ValueError(
-            f"The sampling rate of audio {name} is unknown: pass orig_sampling_rate=... or a dict "
-            "{'array': ..., 'sampling_rate': ...}."
+            f"The sampling rate of audio {name} is unknown: pass its rate (the processor's `sampling_rate=`, "
+            "load_audio's `orig_sampling_rate=`) or a dict {'array': ..., 'sampling_rate': ...}."
         )
     if array.ndim not in (1, 2):
         raise ValueError(
@@ -135,7 +182,10 @@ def _read_audio_mapping(source: Mapping[str, Any], orig_sampling_rate: int | Non
     name = _source_name(source)
     if source.get("array") is not None:
         rate = source.get("sampling_rate") or orig_sampling_rate
-        return _audio_from_array(np.asarray(source["array"]), rate, name)
+        array = source["array"]
+        return _audio_from_array(
+            _as_numpy(array) if isinstance(array, torch.Tensor) else np.asarray(array), rate, name
+        )
     if source.get("bytes") is not None:
         return _decode_audio_file(source["bytes"], name)
     if source.get("path") is not None:
@@ -149,8 +199,8 @@ def read_audio(source: AudioSource, *, orig_sampling_rate: int | None = None) ->
     """Decodes audio at its own sampling rate and mixes it down to mono.
 
     Args:
-        source (`str`, `os.PathLike`, `bytes`, `np.ndarray` or `dict`):
-            A file path; the bytes of a file; a sample array (1-D, or 2-D where the shorter axis holds the
+        source (`str`, `os.PathLike`, `bytes`, `np.ndarray`, `torch.Tensor` or `dict`):
+            A file path; the bytes of a file; a sample array or tensor (1-D, or 2-D where the shorter axis holds the
             channels; integer PCM is scaled to [-1, 1)); or a `datasets` Audio value: `{"array", "sampling_rate"}`
             or the `{"path", "bytes"}` of `Audio(decode=False)` (the bytes win where both are given).
         orig_sampling_rate (`int`, *optional*):
@@ -162,16 +212,20 @@ def read_audio(source: AudioSource, *, orig_sampling_rate: int | None = None) ->
     Raises:
         `FileNotFoundError`: the path does not exist.
         `ValueError`: the file is corrupt or truncated, the clip is empty or not finite, or an array's rate is unknown.
+        `TypeError`: `source` is of none of the accepted types.
     """
     name = _source_name(source)
     if isinstance(source, Mapping):
         audio, rate = _read_audio_mapping(source, orig_sampling_rate)
-    elif isinstance(source, np.ndarray):
-        audio, rate = _audio_from_array(source, orig_sampling_rate, name)
+    elif isinstance(source, (np.ndarray, torch.Tensor)):
+        array = _as_numpy(source) if isinstance(source, torch.Tensor) else source
+        audio, rate = _audio_from_array(array, orig_sampling_rate, name)
     elif isinstance(source, (str, os.PathLike, bytes, bytearray)):
         audio, rate = _decode_audio_file(source, name)
     else:
-        raise TypeError(f"Cannot read audio from a {type(source).__name__}: pass a path, bytes, an array or a dict.")
+        raise TypeError(
+            f"Cannot read audio from a {type(source).__name__}: pass a path, bytes, an array or tensor, or a dict."
+        )
     if audio.size == 0:
         raise ValueError(f"Audio {name} is empty (zero samples): drop it from the data set.")
     mono = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
@@ -190,8 +244,8 @@ def load_audio(
     """Decodes audio to a float32 mono array at the requested sampling rate.
 
     Args:
-        source (`str`, `os.PathLike`, `bytes`, `np.ndarray` or `dict`):
-            What [`read_audio`] accepts: a path, file bytes, a sample array, or a `datasets` Audio value.
+        source (`str`, `os.PathLike`, `bytes`, `np.ndarray`, `torch.Tensor` or `dict`):
+            What [`read_audio`] accepts: a path, file bytes, a sample array or tensor, or a `datasets` Audio value.
         sampling_rate (`int`, *optional*):
             The rate the model expects (16,000 for Whisper and wav2vec2). `None` keeps the source's own rate; use
             [`read_audio`] to learn it.
@@ -217,6 +271,7 @@ def load_audio(
             f"Audio {_source_name(source)} is sampled at {rate} Hz but {sampling_rate} Hz was requested: "
             "pass resample=True or resample the data beforehand."
         )
+    _require(soxr, "soxr", f"Resampling {rate} Hz audio to {sampling_rate} Hz")
     return soxr.resample(audio, rate, sampling_rate, quality="HQ").astype(np.float32, copy=False)
 
 
@@ -225,7 +280,7 @@ def load_audio(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _decode_image_file(file: str | os.PathLike | bytes | bytearray, name: str) -> Image.Image:
+def _decode_image_file(file: str | os.PathLike | bytes | bytearray, name: str) -> "Image.Image":
     """Opens an image file (a path or its bytes) and loads its pixels, so truncation surfaces here."""
     is_path = isinstance(file, (str, os.PathLike))
     if is_path and not os.path.isfile(file):
@@ -236,15 +291,47 @@ def _decode_image_file(file: str | os.PathLike | bytes | bytearray, name: str) -
             if image.getexif().get(Image.ExifTags.Base.Orientation) is not None:
                 return ImageOps.exif_transpose(image)  # as `datasets` does: photos stand the way they were shot
             return image.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"Refusing image {name} as a possible decompression bomb: {error} Pillow refuses images of more than "
+            "2 x PIL.Image.MAX_IMAGE_PIXELS pixels; raise PIL.Image.MAX_IMAGE_PIXELS if the image is genuine."
+        ) from error
+    except UnidentifiedImageError as error:  # its message holds only the repr of a stream
+        raise ValueError(
+            f"Could not decode image {name}: it is empty, corrupt or not in an image format Pillow reads."
+        ) from error
+    except MemoryError:
+        raise
+    except Exception as error:  # Pillow reports corrupt files as OSError, SyntaxError, struct.error, IndexError...
         raise ValueError(
             f"Could not decode image {name}: {str(error).rstrip('.')}. The file is corrupt, truncated or not an "
             "image format Pillow reads."
         ) from error
 
 
-def _image_from_array(array: np.ndarray, name: str) -> Image.Image:
-    """Builds an image from `(H, W)`, `(H, W, C)` or `(C, H, W)` pixels, C in 1, 3, 4; uint8 or floats in [0, 1]."""
+def _uint8_pixels(array: np.ndarray, name: str) -> np.ndarray:
+    """8-bit pixels from bools, floats in [0, 1] (or [0, 255]), 16-bit integers (their top byte) or 8-bit ones."""
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return (array >> 8).astype(np.uint8)  # 16-bit pixels: keep the top byte, as for 16-bit image files
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(f"Image {name} holds NaN or infinite pixels.")
+        scale = 255.0 if array.max() <= 1.0 else 1.0
+        array = np.rint(array * scale)
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"Image {name} must hold integer or float pixels, got dtype {array.dtype}.")
+    if array.min() < 0 or array.max() > 255:
+        raise ValueError(
+            f"Image {name} has values in [{array.min()}, {array.max()}]: pass uint8 or 16-bit pixels, or floats in "
+            "[0, 1]."
+        )
+    return array.astype(np.uint8)
+
+
+def _image_from_array(array: np.ndarray, name: str) -> "Image.Image":
+    """An image from `(H, W)`, `(H, W, C)` or `(C, H, W)` pixels, C in 1, 3, 4 (see [`_uint8_pixels`])."""
     if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3, 4):
         array = array.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
     if array.ndim == 3 and array.shape[-1] == 1:
@@ -253,27 +340,23 @@ def _image_from_array(array: np.ndarray, name: str) -> Image.Image:
         raise ValueError(
             f"Image {name} must have shape (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4; got {array.shape}."
         )
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif np.issubdtype(array.dtype, np.floating) and array.size and 0.0 <= array.min() and array.max() <= 1.0:
-        array = np.rint(array * 255)
-    if array.dtype != np.uint8:
-        if array.size and (array.min() < 0 or array.max() > 255):
-            raise ValueError(
-                f"Image {name} has values in [{array.min()}, {array.max()}]: pass uint8 pixels or floats in [0, 1]."
-            )
-        array = array.astype(np.uint8)
-    return Image.fromarray(array)
+    if array.size == 0:
+        raise ValueError(f"Image {name} is empty ({array.shape[1]}x{array.shape[0]} pixels).")
+    return Image.fromarray(np.ascontiguousarray(_uint8_pixels(array, name)))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: "Image.Image", name: str) -> "Image.Image":
     """Converts any Pillow mode to RGB; transparent pixels become white, as transformers' `convert_to_rgb` does."""
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"Image {name} is empty ({image.width}x{image.height} pixels).")
     if image.mode == "RGB":
         return image
-    if image.mode == "I" or image.mode.startswith("I;16"):
-        # 16/32-bit grayscale: Pillow's own conversion clips everything above 255 to white, so keep the top byte.
-        pixels = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
-        image = Image.fromarray(pixels.astype(np.uint8))
+    if image.mode == "F" or image.mode == "I" or image.mode.startswith("I;16"):
+        # Pillow's own conversion clips these to [0, 255]: 16-bit images come out near-white, [0, 1] floats black
+        pixels = np.asarray(image)
+        if image.mode != "F":  # 16/32-bit integers: keep the top byte of 16 bits
+            pixels = (np.clip(pixels.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+        image = _image_from_array(pixels, name)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -281,23 +364,27 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: ImageSource) -> Image.Image:
+def load_image(source: ImageSource) -> "Image.Image":
     """Decodes an image to a fully loaded RGB `PIL.Image.Image`.
 
     Args:
-        source (`str`, `os.PathLike`, `bytes`, `PIL.Image.Image`, `np.ndarray` or `dict`):
+        source (`str`, `os.PathLike`, `bytes`, `PIL.Image.Image`, `np.ndarray`, `torch.Tensor` or `dict`):
             A file path; the bytes of a file; a Pillow image; pixels of shape `(H, W)`, `(H, W, C)` or `(C, H, W)`
-            (uint8, or floats in [0, 1]); or the `{"path", "bytes"}` of a `datasets` `Image(decode=False)` value.
+            as an array or tensor (uint8; uint16, of which the top byte is kept; or floats in [0, 1], also [0, 255]);
+            or the `{"path", "bytes"}` of a `datasets` `Image(decode=False)` value.
 
     Returns:
-        `PIL.Image.Image`: an RGB image. Grayscale, palette, CMYK and 16-bit images are converted; transparent pixels
-        become white; the EXIF orientation is applied.
+        `PIL.Image.Image`: an RGB image. Grayscale, palette, CMYK, float and 16-bit images are converted; transparent
+        pixels become white; the EXIF orientation of a file is applied.
 
     Raises:
         `FileNotFoundError`: the path does not exist.
-        `ValueError`: the file is corrupt or truncated (Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay `False`,
-        its default, for truncation to be noticed), or an array has an unsupported shape or range.
+        `ValueError`: the image is empty, corrupt or truncated (Pillow's `ImageFile.LOAD_TRUNCATED_IMAGES` must stay
+        `False`, its default, for truncation to be noticed), larger than Pillow's decompression-bomb limit, or an
+        array has an unsupported shape, type or range.
+        `TypeError`: `source` is of none of the accepted types.
     """
+    _require(Image, "pillow", "Decoding images")
     name = _source_name(source)
     if isinstance(source, Image.Image):
         try:
@@ -310,12 +397,16 @@ def load_image(source: ImageSource) -> Image.Image:
         if file is None:
             raise ValueError(f"An image dict needs 'path' or 'bytes'; got keys {list(source)}.")
         image = _decode_image_file(file, name)
-    elif isinstance(source, np.ndarray):
-        image = _image_from_array(source, name)
+    elif isinstance(source, (np.ndarray, torch.Tensor)):
+        image = _image_from_array(_as_numpy(source) if isinstance(source, torch.Tensor) else source, name)
     elif isinstance(source, (str, os.PathLike, bytes, bytearray)):
         image = _decode_image_file(source, name)
     else:
         raise TypeError(
-            f"Cannot read an image from a {type(source).__name__}: pass a path, bytes, an array or a dict."
+            f"Cannot read an image from a {type(source).__name__}: pass a path, bytes, a PIL image, an array or "
+            "tensor, or a dict."
         )
-    return _to_rgb(image)
+    return _to_rgb(image, name)
+
+
+__all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "load_audio", "load_image", "read_audio"]

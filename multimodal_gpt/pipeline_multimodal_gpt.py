@@ -30,7 +30,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 
 from .configuration_multimodal_gpt import AUDIO_TOKEN
-from .processing_multimodal_gpt import load_clip
+from .media_multimodal_gpt import load_audio
 
 # The prompts a checkpoint is finetuned with: `multimodal_gpt.data.tasks` takes the translation template and the
 # language names from here (a Hub file cannot import the library-only `tasks`), and the tests check that the ASR
@@ -141,9 +141,11 @@ class MultimodalGPTSpeechRecognitionPipeline(_PromptThenGeneratePipeline):
     {'text': '...', 'chunks': [{'text': '...', 'timestamp': (0.0, 4.0)}, {'text': '...', 'timestamp': (2.0, 6.0)}]}
     ```
 
-    Inputs, like Transformers' ASR pipeline: a 1-D numpy array or tensor at the feature extractor's sampling rate,
-    a `{"raw" or "array": array, "sampling_rate": int}` dict (resampled when the rate differs), a file path or the
-    bytes of an audio file (decoded with soundfile: WAV, FLAC, OGG, MP3), or a list of these.
+    Inputs, like Transformers' ASR pipeline: a 1-D numpy array or tensor at the feature extractor's sampling rate
+    (integer PCM is scaled to [-1, 1)), a `{"raw" or "array": array, "sampling_rate": int}` dict (resampled when the
+    rate differs), a file path or the bytes of an audio file (decoded with soundfile: WAV, FLAC, OGG, MP3), or a list
+    of these; all decoded by the package's one decoder (`media_multimodal_gpt`), as in training. Clips that are
+    corrupt, truncated, empty, not finite or too short for one audio frame are errors.
 
     Long audio, as Transformers' ASR pipeline does it for sequence-to-sequence models: with `chunk_length_s` the clip
     is cut into chunks of that length that overlap by `stride_length_s` on each side (default: a sixth of the chunk),
@@ -253,7 +255,7 @@ class MultimodalGPTSpeechRecognitionPipeline(_PromptThenGeneratePipeline):
     ) -> Iterator[dict[str, Any]]:
         rate = self.processor.feature_extractor.sampling_rate
         # a bare array is taken to be at the feature extractor's rate, as in Transformers' ASR pipeline
-        waveform = load_clip(as_clip(inputs), rate, rate)
+        waveform = load_audio(as_clip(inputs), rate, orig_sampling_rate=rate)
         window = self.window_seconds
         if chunk_length_s is None and window is not None and len(waveform) > window * rate:
             chunk_length_s = window  # long-form audio: chunk at the window, as Whisper's pipeline transcribes it
@@ -363,7 +365,7 @@ def translation_prompt(source: str, src_lang: str, tgt_lang: str) -> str:
 
 
 def as_clip(inputs: Any) -> Any:
-    """An ASR pipeline input in a form `load_clip` reads: `{"raw": ...}` dicts become `{"array": ...}` dicts; paths,
+    """An ASR pipeline input in a form the processor reads: `{"raw": ...}` dicts become `{"array": ...}` dicts; paths,
     bytes, arrays and `{"array", "sampling_rate"}` dicts pass through."""
     if isinstance(inputs, dict):
         if "stride" in inputs:

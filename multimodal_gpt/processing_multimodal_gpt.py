@@ -1,18 +1,18 @@
 """MultimodalGPTProcessor: tokenizer + image processor + audio feature extractor, with placeholder expansion.
 
 Each `<image>` / `<audio>` in the text becomes exactly as many tokens as the model produces for that medium (for
-audio this follows the clip's length), so the model can splice the media in. This is a "Hub file": it imports only
-torch, transformers, huggingface_hub, the standard library, its sibling Hub files and, optionally, soundfile (to
-decode files) and soxr (to resample).
+audio this follows the clip's length), so the model can splice the media in. Media are decoded by
+the sibling Hub file `media_multimodal_gpt.py`, the decoder the training collators use, so that serving sees exactly
+what training saw. This is a "Hub file": it imports only torch, transformers, huggingface_hub, numpy, the standard
+library and its sibling Hub files.
 """
 
-import io
+import math
 import os
 import re
 from typing import Any
 
 import numpy as np
-import torch
 from transformers import (
     AutoFeatureExtractor,
     AutoImageProcessor,
@@ -34,15 +34,7 @@ from .configuration_multimodal_gpt import (
     count_image_tokens,
     load_text_tokenizer,
 )
-
-try:
-    import soundfile
-except ImportError:  # optional: only needed to decode audio files or bytes
-    soundfile = None
-try:
-    import soxr
-except ImportError:  # optional: only needed when a clip's sampling rate differs from the feature extractor's
-    soxr = None
+from .media_multimodal_gpt import load_audio, load_image
 
 # Chat messages in the format of LLaVA's and Qwen2-Audio's processors: `{"role": ..., "content": str or [{"type":
 # "image"}, {"type": "audio"}, {"type": "text", "text": ...}]}`. The model is trained on prompts whose media come
@@ -225,11 +217,17 @@ class MultimodalGPTProcessor(ProcessorMixin):
             text (`str` or `list[str]`):
                 One prompt or a batch, with one `<image>` / `<audio>` placeholder per medium.
             images (*optional*):
-                PIL images or arrays: one, a flat list in placeholder order (row by row), or one list per sample.
-                Grayscale and RGBA images are converted to RGB.
+                Images as file paths, file bytes, PIL images, arrays or tensors (`(H, W)`, `(H, W, C)` or
+                `(C, H, W)`; uint8, 16-bit, or floats in [0, 1]) or `{"path", "bytes"}` dicts: one, a flat list in
+                placeholder order (row by row), or one list per sample. Decoded by `media_multimodal_gpt.load_image`,
+                as in training: every mode becomes RGB, transparent pixels white; an empty, corrupt or truncated
+                image, or one over Pillow's decompression-bomb limit, is an error.
             audio (*optional*):
-                Clips as 1-D arrays, `{"array", "sampling_rate"}` dicts (a `datasets` `Audio` value), file paths or
-                bytes: one, a flat list in placeholder order, or one list per sample.
+                Clips as file paths, file bytes, 1-D arrays or tensors (integer PCM is scaled to [-1, 1)), or
+                `{"array", "sampling_rate"}` / `{"path", "bytes"}` dicts (a `datasets` `Audio` value): one, a flat
+                list in placeholder order, or one list per sample. Decoded by `media_multimodal_gpt.load_audio`, as in
+                training (see [`~MultimodalGPTProcessor.load_audio_clip`]): mixed down to mono and resampled; a
+                corrupt, truncated, empty or non-finite clip is an error.
             sampling_rate (`int`, *optional*):
                 The rate of array clips that do not carry their own.
             resample (`bool`, defaults to `True`):
@@ -301,36 +299,67 @@ class MultimodalGPTProcessor(ProcessorMixin):
         if self.image_processor is None:
             raise ValueError("Images were given, but this processor has no image processor (no vision tower).")
         # numpy until the end: BatchFeature converts once (tiny torch ops here cost more than the work)
-        pixel_values = self.image_processor([to_rgb(image) for image in images], return_tensors="np")["pixel_values"]
+        pixel_values = self.image_processor([load_image(image) for image in images], return_tensors="np")
+        pixel_values = pixel_values["pixel_values"]
         count = count_image_tokens(self.media_token_spec["image"], *pixel_values.shape[-2:])
         return pixel_values, [count] * len(images)
+
+    def load_audio_clip(self, clip: Any, sampling_rate: int | None = None, *, resample: bool = True) -> np.ndarray:
+        """One clip decoded as the audio tower takes it, by the decoder the training collators use.
+
+        Args:
+            clip: a file path, file bytes, a 1-D (or 2-D, channels on the shorter axis) array or tensor (integer
+                PCM is scaled to [-1, 1)), or a `{"array", "sampling_rate"}` / `{"path", "bytes"}` dict.
+            sampling_rate (`int`, *optional*): the rate of an array clip; files and dicts carry their own.
+            resample (`bool`, defaults to `True`): resample to the feature extractor's rate; with `False` another
+                rate is an error.
+
+        Returns:
+            `np.ndarray`: float32 mono samples at the feature extractor's rate.
+
+        Raises:
+            `ValueError`: the clip is corrupt, truncated, empty or not finite, its rate is unknown, or it is too
+            short for one frame of the audio tower or longer than a Whisper-style tower's window.
+            `FileNotFoundError`: the path does not exist.
+        """
+        if self.feature_extractor is None:
+            raise ValueError("Audio was given, but this processor has no feature extractor (no audio tower).")
+        target_rate = self.feature_extractor.sampling_rate
+        array = load_audio(clip, target_rate, resample=resample, orig_sampling_rate=sampling_rate)
+        self._check_clip_length(len(array))
+        return array
+
+    def _check_clip_length(self, num_samples: int) -> None:
+        """A clip too short to give the audio tower one frame, or longer than a Whisper-style tower's fixed window,
+        is an error (the collators skip and count such rows)."""
+        extractor = self.feature_extractor
+        seconds = num_samples / extractor.sampling_rate
+        is_waveform = extractor.model_input_names[0] == "input_values"
+        window = None if is_waveform else extractor.n_samples
+        if window is not None and num_samples > window:
+            raise ValueError(
+                f"An audio clip of {seconds:.2f} s is longer than the audio tower's "
+                f"{window / extractor.sampling_rate:.0f} s window: split it."
+            )
+        input_length = num_samples if is_waveform else math.ceil(num_samples / extractor.hop_length)
+        if count_audio_tokens(self.media_token_spec["audio"], input_length) == 0:
+            raise ValueError(_too_short_message(num_samples, seconds))
 
     def _process_audio(
         self, clips: list[Any], sampling_rate: int | None, resample: bool
     ) -> tuple[dict[str, np.ndarray], list[int]]:
-        if self.feature_extractor is None:
-            raise ValueError("Audio was given, but this processor has no feature extractor (no audio tower).")
+        arrays = [self.load_audio_clip(clip, sampling_rate, resample=resample) for clip in clips]
         target_rate = self.feature_extractor.sampling_rate
-        arrays = [load_clip(clip, sampling_rate, target_rate, resample=resample) for clip in clips]
         input_name = self.feature_extractor.model_input_names[0]
         extractor_kwargs: dict[str, Any] = {"sampling_rate": target_rate, "return_attention_mask": True}
-        if input_name == "input_features":  # Whisper: a fixed 30 s window; only the real frames become tokens
-            window = self.feature_extractor.n_samples
-            for index, array in enumerate(arrays):
-                if len(array) > window:
-                    raise ValueError(
-                        f"Clip {index} lasts {len(array) / target_rate:.1f} s, longer than the audio tower's "
-                        f"{window / target_rate:.0f} s window: split it."
-                    )
-            extractor_kwargs["padding"] = "max_length"
-        else:
-            extractor_kwargs["padding"] = "longest"
+        # Whisper: a fixed 30 s window (only the real frames become tokens); waveforms: the longest clip
+        extractor_kwargs["padding"] = "max_length" if input_name == "input_features" else "longest"
         features = self.feature_extractor(arrays, return_tensors="np", **extractor_kwargs)
         mask = features["attention_mask"].astype(np.int64)
         counts = [count_audio_tokens(self.media_token_spec["audio"], int(length)) for length in mask.sum(-1)]
-        for index, count in enumerate(counts):
+        for array, count in zip(arrays, counts):
             if count == 0:
-                raise ValueError(f"Clip {index} is too short to give the audio tower a single frame.")
+                raise ValueError(_too_short_message(len(array), len(array) / target_rate))
         return {input_name: features[input_name], f"{input_name}_mask": mask}, counts
 
     def _expand_placeholders(self, texts: list[str], image_counts: list[int], audio_counts: list[int]) -> list[str]:
@@ -367,66 +396,11 @@ class MultimodalGPTProcessor(ProcessorMixin):
                     )
 
 
-def to_rgb(image: Any) -> Any:
-    """PIL images and HWC / HW arrays as 3-channel RGB (grayscale repeated, alpha dropped)."""
-    if hasattr(image, "convert"):  # PIL
-        return image if image.mode == "RGB" else image.convert("RGB")
-    array = np.asarray(image)
-    if array.ndim == 2:
-        return np.repeat(array[..., None], 3, axis=-1)
-    if array.ndim == 3 and array.shape[-1] in (1, 4):
-        return np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
-    return array
-
-
-def load_clip(clip: Any, sampling_rate: int | None, target_rate: int, *, resample: bool = True) -> np.ndarray:
-    """One clip as float32 mono at `target_rate`. `clip`: a 1-D (or channels-first 2-D) array or tensor, a
-    `{"array", "sampling_rate"}` dict, a `{"path", "bytes"}` dict, a file path or raw bytes."""
-    if isinstance(clip, dict) and clip.get("array") is not None:
-        array, rate = np.asarray(clip["array"]), clip.get("sampling_rate", sampling_rate)
-    elif isinstance(clip, (dict, str, os.PathLike, bytes)):
-        array, rate = decode_audio_file(clip)
-    else:
-        array = clip.numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
-        rate = sampling_rate
-    if rate is None:
-        raise ValueError("Audio arrays need their sampling rate: pass `sampling_rate=` (e.g. 16000).")
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 2:
-        array = array.mean(axis=0 if array.shape[0] < array.shape[1] else 1)  # down-mix, channels first or last
-    if array.ndim != 1:
-        raise ValueError(f"An audio clip must be 1-D (samples) or 2-D (channels x samples), got {array.shape}.")
-    if array.size == 0:
-        raise ValueError("An audio clip is empty (zero samples).")
-    if rate != target_rate:
-        if not resample:
-            raise ValueError(
-                f"A clip is sampled at {rate} Hz but the feature extractor expects {target_rate} Hz: resample it, "
-                "or call the processor with resample=True."
-            )
-        array = resample_audio(array, rate, target_rate)
-    return array
-
-
-def resample_audio(array: np.ndarray, orig_rate: int, target_rate: int) -> np.ndarray:
-    """Band-limited resampling with soxr (high quality)."""
-    if soxr is None:
-        raise ImportError(f"Resampling {orig_rate} Hz audio to {target_rate} Hz needs soxr: pip install soxr.")
-    return soxr.resample(array, orig_rate, target_rate, quality="HQ").astype(np.float32)
-
-
-def decode_audio_file(source: Any) -> tuple[np.ndarray, int]:
-    """Decode a file path, raw bytes or a `{"path", "bytes"}` dict with soundfile (WAV, FLAC, OGG, MP3; no FFmpeg)."""
-    if soundfile is None:
-        raise ImportError("Decoding audio files needs soundfile: pip install soundfile.")
-    if isinstance(source, dict):
-        source = source.get("bytes") or source.get("path")
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
-    try:
-        array, rate = soundfile.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32")
-    except Exception as error:  # soundfile raises several types for unreadable files
-        raise ValueError(f"Cannot decode audio {name}: {error}") from error
-    return array.T if array.ndim == 2 else array, rate
+def _too_short_message(num_samples: int, seconds: float) -> str:
+    return (
+        f"An audio clip of {num_samples} samples ({seconds:.3f} s) is too short to give the audio tower a single "
+        "frame: drop it, or pad it with silence."
+    )
 
 
 __all__ = ["DEFAULT_CHAT_TEMPLATE", "MultimodalGPTProcessor"]

@@ -40,11 +40,12 @@ MODEL_HUB_FILES = [
     "cache_multimodal_gpt.py",
     "outputs_multimodal_gpt.py",
     "pretrained_multimodal_gpt.py",
-    # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the processing
+    # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the media decoder
     "pipeline_multimodal_gpt.py",
-    "processing_multimodal_gpt.py",
+    "media_multimodal_gpt.py",
 ]
-HUB_FILES = MODEL_HUB_FILES
+# the processor's files (`processor.save_pretrained`): the processing file, which imports the one media decoder too
+HUB_FILES = [*MODEL_HUB_FILES, "processing_multimodal_gpt.py"]
 
 
 def test_auto_classes_resolve_to_our_classes():

@@ -7,6 +7,7 @@ import datasets
 import numpy as np
 import pytest
 import soundfile
+import torch
 from PIL import Image
 
 from multimodal_gpt.data.sources import undecoded_media_columns
@@ -139,8 +140,48 @@ def test_image_arrays() -> None:
     image = load_image(chw)
     assert image.size == (6, 4) and image.getpixel((0, 0)) == (255, 0, 0)
     assert load_image(np.zeros((4, 6, 4), dtype=np.uint8)).size == (6, 4)
-    with pytest.raises(ValueError, match="uint8 pixels or floats"):
+    with pytest.raises(ValueError, match="pass uint8 or 16-bit pixels, or floats"):
         load_image(np.full((2, 2), 300, dtype=np.int32))
+
+
+def test_float_and_sixteen_bit_images_keep_their_values() -> None:
+    """Pillow's own conversion clips 16-bit and float pixels to [0, 255]: near-white or black images."""
+    reference = np.array([[0, 64, 128, 255]], dtype=np.uint8)
+    sixteen_bit = reference.astype(np.uint16) * 257
+    sources = [
+        Image.fromarray(reference.astype(np.float32) / 255),  # mode F in [0, 1]
+        Image.fromarray(reference.astype(np.float32)),  # mode F in [0, 255]
+        Image.fromarray(sixteen_bit),  # mode I;16
+        Image.fromarray(sixteen_bit.astype(np.int32)),  # mode I
+        sixteen_bit,  # a uint16 array
+        reference.astype(np.float64) / 255,
+        reference.astype(np.float32) + 0.2,  # floats in [0, 255] are rounded, not truncated
+    ]
+    for source in sources:
+        assert np.asarray(load_image(source))[..., 0].tolist() == reference.tolist(), source
+
+
+def test_tensors_are_read_like_arrays() -> None:
+    chw = torch.rand(3, 4, 6, generator=torch.Generator().manual_seed(0))
+    np.testing.assert_array_equal(np.asarray(load_image(chw)), np.asarray(load_image(chw.numpy())))
+    assert load_image(chw.bfloat16()).size == (6, 4)
+    pcm = torch.tensor([0, 16384, -32768], dtype=torch.int16)
+    np.testing.assert_array_equal(load_audio(pcm, orig_sampling_rate=8000), [0.0, 0.5, -1.0])
+    np.testing.assert_array_equal(
+        load_audio({"array": pcm.float().bfloat16(), "sampling_rate": 8000}), [0, 16384, -32768]
+    )
+
+
+def test_empty_nan_and_oversized_images_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for empty in (Image.new("RGB", (0, 0)), np.zeros((0, 4), np.uint8)):
+        with pytest.raises(ValueError, match="empty"):
+            load_image(empty)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        load_image(np.full((2, 2), np.nan, np.float32))
+    Image.new("L", (40, 40)).save(tmp_path / "large.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # Pillow refuses over twice the limit: 1,600 > 1,000
+    with pytest.raises(ValueError, match=r"large.png as a possible decompression bomb.*MAX_IMAGE_PIXELS"):
+        load_image(tmp_path / "large.png")
 
 
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:

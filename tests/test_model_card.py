@@ -253,8 +253,9 @@ def test_train_run_output_is_a_complete_hub_repo(asr_run):
     files = {path.name for path in output_dir.iterdir()}
     expected = {"model.safetensors", "config.json", "generation_config.json", "processor_config.json"}
     assert expected | {"tokenizer.json", "tokenizer_config.json", "README.md", *HUB_FILES} <= files
-    # Weights only as safetensors; the one pickle is the Trainer's own `training_args.bin`, as in every HF run.
-    assert {name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl"))} == {"training_args.bin"}
+    # No pickle: weights as safetensors, the Trainer's arguments as JSON (its `training_args.bin` stays in checkpoints)
+    assert not {name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))}
+    assert json.loads((output_dir / "training_args.json").read_text())["output_dir"] == str(output_dir)
     assert "AutoModelForSpeechSeq2Seq" in json.loads((output_dir / "config.json").read_text())["auto_map"]
     assert "AutoProcessor" in json.loads((output_dir / "processor_config.json").read_text())["auto_map"]
     card = ModelCard.load(output_dir / "README.md")

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from safetensors.numpy import load_file
 from transformers import AutoProcessor
 
 from multimodal_gpt import MultimodalGPTForConditionalGeneration, MultimodalGPTProcessor
@@ -87,7 +88,7 @@ class TestAudioInputs:
         processor, _ = tiny_processor_and_model(vision=None, audio="wav2vec2")
         inputs = processor(text="<audio>", audio=clip(0.02, rate=8000), sampling_rate=8000, return_tensors="pt")
         assert inputs["input_values"].shape[-1] == 320  # 160 samples at 8 kHz -> 320 at 16 kHz
-        with pytest.raises(ValueError, match="8000 Hz but the feature extractor expects 16000 Hz"):
+        with pytest.raises(ValueError, match="sampled at 8000 Hz but 16000 Hz was requested"):
             processor(text="<audio>", audio=clip(0.02, rate=8000), sampling_rate=8000, resample=False)
 
     def test_a_missing_rate_is_an_error(self):
@@ -135,6 +136,51 @@ def test_any_image_mode_becomes_rgb(mode):
     inputs = processor(text="<image>", images=picture, return_tensors="pt")
     assert inputs["pixel_values"].shape == (1, 3, 8, 8)
     model(**inputs)
+
+
+def test_images_as_paths_bytes_tensors_and_floats_give_the_same_pixels(tmp_path):
+    processor, _ = tiny_processor_and_model(vision="clip", audio=None)
+    picture = image()
+    picture.save(tmp_path / "picture.png")
+    rgb = np.asarray(picture)
+    sources = [
+        tmp_path / "picture.png",
+        str(tmp_path / "picture.png"),
+        (tmp_path / "picture.png").read_bytes(),
+        {"path": None, "bytes": (tmp_path / "picture.png").read_bytes()},
+        rgb,
+        rgb.astype(np.float32) / 255,  # rescaled once, not twice
+        torch.from_numpy(rgb.copy()).permute(2, 0, 1),
+    ]
+    expected = processor(text="<image>", images=picture)["pixel_values"]
+    for source in sources:
+        np.testing.assert_array_equal(processor(text="<image>", images=source)["pixel_values"], expected)
+
+
+def test_rgba_images_get_the_white_background_of_training():
+    processor, _ = tiny_processor_and_model(vision="clip", audio=None)
+    transparent = Image.new("RGBA", (8, 8), (255, 0, 0, 0))
+    white = Image.new("RGB", (8, 8), (255, 255, 255))
+    np.testing.assert_array_equal(
+        processor(text="<image>", images=transparent)["pixel_values"],
+        processor(text="<image>", images=white)["pixel_values"],
+    )
+
+
+def test_audio_the_decoder_refuses_is_refused_at_inference(tmp_path):
+    processor, _ = tiny_processor_and_model(vision=None, audio="wav2vec2")
+    samples = (clip(0.1) * 32767).astype(np.int16)
+    inputs = processor(text="<audio>", audio=samples, sampling_rate=SR)
+    np.testing.assert_allclose(
+        inputs["input_values"], processor(text="<audio>", audio=samples / 32768, sampling_rate=SR)["input_values"]
+    )
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        processor(text="<audio>", audio=np.full(800, np.nan, np.float32), sampling_rate=SR)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, clip(0.1), SR, format="WAV")
+    (tmp_path / "cut.wav").write_bytes(buffer.getvalue()[:1000])
+    with pytest.raises(ValueError, match="cut.wav is truncated"):
+        processor(text="<audio>", audio=tmp_path / "cut.wav")
 
 
 class TestPlaceholderChecks:
@@ -238,34 +284,45 @@ def test_processor_and_model_from_the_same_parts_agree(tmp_path):
 REMOTE_PROCESSOR = textwrap.dedent(
     """
     import sys
-    sys.modules["multimodal_gpt"] = None
+    # Neither the package nor the optional decoders: the folder's own code must run, and arrays need no soundfile
+    sys.modules["multimodal_gpt"] = sys.modules["soundfile"] = sys.modules["soxr"] = None
     import numpy as np
+    from safetensors.numpy import save_file
     from transformers import AutoProcessor
     processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
     assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
-    inputs = processor(text=["x <image> <audio>"], images=[np.zeros((8, 8, 3), np.uint8)],
-                       audio=[np.ones(800, np.float32)], sampling_rate=16000)
+    rgba = np.arange(8 * 8 * 4, dtype=np.uint8).reshape(8, 8, 4)
+    pcm = (np.sin(np.arange(800) / 5) * 20000).astype(np.int16)
+    inputs = processor(text=["x <image> <audio>"], images=[rgba], audio=[pcm], sampling_rate=16000)
     print(inputs["input_ids"][0])
+    save_file({"pixel_values": inputs["pixel_values"], "input_values": inputs["input_values"]}, sys.argv[2])
+    try:
+        processor(text="<audio>", audio=b"RIFF....WAVE")
+    except ImportError as error:
+        print(error)
     """
 )
 
 
 def test_processor_loads_as_remote_code_in_a_fresh_interpreter(tmp_path):
+    """The folder ships the one media decoder; it decodes as in training without the package, soundfile or soxr."""
     processor, _ = tiny_processor_and_model(vision="clip", audio="wav2vec2")
     processor.save_pretrained(tmp_path / "checkpoint")
+    assert (tmp_path / "checkpoint" / "media_multimodal_gpt.py").is_file()
     script = tmp_path / "remote.py"
     script.write_text(REMOTE_PROCESSOR)
-    completed = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "checkpoint")], capture_output=True, text=True, timeout=300
-    )
+    arguments = [str(tmp_path / "checkpoint"), str(tmp_path / "media.safetensors")]
+    completed = subprocess.run([sys.executable, str(script), *arguments], capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    expected = processor(
-        text=["x <image> <audio>"],
-        images=[np.zeros((8, 8, 3), np.uint8)],
-        audio=[np.ones(800, np.float32)],
-        sampling_rate=16000,
-    )["input_ids"][0]
-    assert completed.stdout.strip() == str(expected)
+    rgba = np.arange(8 * 8 * 4, dtype=np.uint8).reshape(8, 8, 4)
+    pcm = (np.sin(np.arange(800) / 5) * 20000).astype(np.int16)
+    expected = processor(text=["x <image> <audio>"], images=[rgba], audio=[pcm], sampling_rate=16000)
+    input_ids, import_error = completed.stdout.strip().splitlines()
+    assert input_ids == str(expected["input_ids"][0])
+    assert import_error == "Decoding audio files needs the soundfile package: pip install soundfile"
+    remote = load_file(tmp_path / "media.safetensors")
+    np.testing.assert_array_equal(remote["pixel_values"], expected["pixel_values"])
+    np.testing.assert_array_equal(remote["input_values"], expected["input_values"])
 
 
 def test_an_empty_text_is_a_clear_error():

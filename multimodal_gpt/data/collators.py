@@ -1,9 +1,9 @@
 """Collators that turn raw dataset rows into model batches, one per task, for `Trainer(data_collator=...)`.
 
 Each collator reads rows with the columns of its [`~tasks.Task`] (media undecoded: paths, bytes, dicts, PIL
-images), decodes the media with `multimodal_gpt.media_multimodal_gpt` at the feature extractor's sampling rate, runs
-the processor (which expands every placeholder to the model's token count and builds the media tensors) and lays the
-batch out:
+images, arrays), decodes the media with the processor's own decoder (`media_multimodal_gpt`, the Hub file that
+serving uses too, and `MultimodalGPTProcessor.load_audio_clip`), runs the processor (which expands every
+placeholder to the model's token count and builds the media tensors) and lays the batch out:
 
 - training (`for_generation=False`): `[bos] + prompt + target + [eos]`, right-padded; `labels` is -100 on the bos,
   the prompt, every media token and the padding, and the target ids (and eos) elsewhere;
@@ -18,14 +18,16 @@ longer determines (half a source sentence, a full translation). Only the target 
 eos too (the model must not learn to stop mid-sentence). A sample whose bos + prompt + media (+ one target token) do
 not fit is dropped. Both are counted in [`CollatorStats`] and logged once.
 
-Bad rows (a corrupt, missing or empty media file, a clip too short for one audio frame, an empty target or source)
-are skipped and counted in `stats.bad_rows` when `skip_bad_rows=True` (the default: one bad file must not stop a long
-run), with a warning naming the first one; with `skip_bad_rows=False` they raise. A row that lacks a column
-altogether always raises (the `Trainer` dropped it: set `remove_unused_columns=False`), and so does a training batch
-whose rows were all skipped (a generation batch then has no samples, only `skipped_rows`). With
+Bad rows (a corrupt, truncated, missing or empty media file, a decompression-bomb image, NaN/inf audio, a clip too
+short for one audio frame, an empty target or source) are skipped and counted in `stats.bad_rows` when
+`skip_bad_rows=True` (the default: one bad file must not stop a long run), with a warning naming the first one; with
+`skip_bad_rows=False` they raise the decoder's error, the one the processor raises at inference. A row that lacks a
+column altogether always raises (the `Trainer` dropped it: set `remove_unused_columns=False`), and so does a training
+batch whose rows were all skipped (a generation batch then has no samples, only `skipped_rows`). With
 `dataloader_num_workers > 0` each worker process counts in its own copy of the stats.
 """
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -36,10 +38,9 @@ import numpy as np
 import torch
 from transformers import BatchFeature, TrainerCallback
 
-from ..configuration_multimodal_gpt import count_audio_tokens
-from ..media_multimodal_gpt import load_audio, load_image
+from ..media_multimodal_gpt import load_image
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
-from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, Task
+from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, MissingColumnError, Task
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,21 @@ class TaskCollator:
         texts = self.processor.tokenizer.batch_decode(generated[:, input_ids.shape[1] :], skip_special_tokens=True)
         return [self.task.postprocess(text) for text in texts]
 
+    def unusable_rows(self, rows: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+        """Why each row that this collator could not use on its own is unusable, by row index: a bad medium or
+        text, or a prompt too long for `max_length`. Checked before training on the evaluation splits, so that an
+        evaluation batch of bad rows cannot stop a run after its training. A missing column still raises."""
+        strict = dataclasses.replace(self, skip_bad_rows=False)
+        reasons = {}
+        for index in range(len(rows)):
+            try:
+                strict([rows[index]])
+            except MissingColumnError:
+                raise
+            except (ValueError, FileNotFoundError, TypeError) as error:
+                reasons[index] = str(error)
+        return reasons
+
     # ----- rows -> decoded samples ------------------------------------------------------------------------------
 
     def _decode_row(self, row: Mapping[str, Any]) -> _Sample | str:
@@ -163,13 +179,10 @@ class TaskCollator:
         except BadRowError as error:
             return self._skip(error)
         self._check_processor_takes(example)  # a configuration error: never skipped
-        try:
+        try:  # the processor's own decoding, so that training and serving see the same pixels and samples
             images = [load_image(source) for source in example.images]
-            rate = self.processor.feature_extractor.sampling_rate if example.audio else None
-            audio = [load_audio(source, sampling_rate=rate) for source in example.audio]
-            for clip in audio:
-                self._check_clip_length(clip)
-        except (ValueError, FileNotFoundError, TypeError) as error:  # media.py's errors for corrupt or odd media
+            audio = [self.processor.load_audio_clip(source) for source in example.audio]
+        except (ValueError, FileNotFoundError, TypeError) as error:  # the decoder's errors for unusable media
             return self._skip(error)
         return _Sample(example, images, audio)
 
@@ -190,23 +203,6 @@ class TaskCollator:
                     f"Task {self.task.name!r} gave a row with {modality} input, but the processor has no {part} "
                     f"(the model has no {modality} tower): use a model with one, or data without that medium."
                 )
-
-    def _check_clip_length(self, clip: np.ndarray) -> None:
-        """A clip too short to give the audio tower one frame, or longer than a Whisper-style tower's fixed window,
-        would make the processor reject the whole batch: such a row is bad, not the batch."""
-        extractor = self.processor.feature_extractor
-        is_waveform = extractor.model_input_names[0] == "input_values"
-        window = None if is_waveform else extractor.n_samples
-        if window is not None and len(clip) > window:
-            raise BadRowError(
-                f"An audio clip of {len(clip) / extractor.sampling_rate:.1f} s is longer than the audio tower's "
-                f"{window / extractor.sampling_rate:.0f} s window."
-            )
-        input_length = len(clip) if is_waveform else math.ceil(len(clip) / extractor.hop_length)
-        if count_audio_tokens(self.processor.media_token_spec["audio"], input_length) == 0:
-            raise BadRowError(
-                f"An audio clip of {len(clip)} samples is too short to give the audio tower a single frame."
-            )
 
     # ----- samples -> token ids and media tensors ---------------------------------------------------------------
 

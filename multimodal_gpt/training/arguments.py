@@ -3,6 +3,7 @@ documentation), next to the `TrainingArguments` of the `Trainer`."""
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_PRESET = "small"
 DEFAULT_VOCAB_SIZE = 8000
@@ -292,4 +293,61 @@ def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) 
         )
 
 
-__all__ = ["DataArguments", "ModelArguments", "check_data_arguments", "check_model_arguments"]
+IMAGE_TASKS = ("pretrain", "captioning", "mmt")
+
+
+def check_generation_arguments(data_args: DataArguments, model_config: Any) -> None:
+    """Fail before training on generation and length flags that would otherwise fail during or after it.
+
+    Checks `--num_beams` and `--max_new_tokens` (at least 1), `--max_length` against the model's positions
+    (GPT-2's `n_positions`), `--max_new_tokens` against the positions left for a prompt, and, for tasks with images,
+    that one image's tokens fit `--max_length` (training) and leave room for `--max_new_tokens` (generation).
+
+    Args:
+        data_args ([`DataArguments`]): the parsed data and generation flags.
+        model_config ([`MultimodalGPTConfig`]): the configuration of the model about to be trained.
+
+    Raises:
+        `ValueError`: naming the flag, its value, the limit and how to fix it.
+    """
+    if data_args.num_beams < 1:
+        raise ValueError(f"--num_beams must be at least 1 (1: greedy decoding), got {data_args.num_beams}.")
+    if data_args.max_new_tokens < 1:
+        raise ValueError(f"--max_new_tokens must be at least 1, got {data_args.max_new_tokens}: nothing to generate.")
+    if data_args.max_length < 2:
+        raise ValueError(f"--max_length must be at least 2 (bos and one target token), got {data_args.max_length}.")
+    positions = model_config.text_config.n_positions
+    if data_args.max_length > positions:
+        raise ValueError(
+            f"--max_length {data_args.max_length} exceeds the model's {positions} positions (n_positions): training "
+            f"would fail at the first sequence longer than that. Use --max_length {positions} or less."
+        )
+    if data_args.max_new_tokens >= positions:
+        raise ValueError(
+            f"--max_new_tokens {data_args.max_new_tokens} leaves no room for a prompt in the model's {positions} "
+            f"positions: use at most {positions - 2}."
+        )
+    has_images = data_args.task in IMAGE_TASKS and not (data_args.task == "mmt" and data_args.text_only)
+    if has_images and model_config.vision_config is not None:
+        image_tokens = model_config.num_image_tokens()
+        if 1 + image_tokens + 1 > data_args.max_length:
+            raise ValueError(
+                f"--max_length {data_args.max_length} leaves no room for a target after an image's {image_tokens} "
+                f"tokens (and bos): every sample with an image would be dropped. Raise --max_length above "
+                f"{image_tokens + 1}, or send fewer image tokens (--fusion resampler)."
+            )
+        if 1 + image_tokens + data_args.max_new_tokens > positions:
+            raise ValueError(
+                f"--max_new_tokens {data_args.max_new_tokens} after an image's {image_tokens} tokens (and bos) "
+                f"exceeds the model's {positions} positions: use --max_new_tokens {positions - image_tokens - 1} or "
+                "less."
+            )
+
+
+__all__ = [
+    "DataArguments",
+    "ModelArguments",
+    "check_data_arguments",
+    "check_generation_arguments",
+    "check_model_arguments",
+]

@@ -1,6 +1,11 @@
 """One training run with the standard `Trainer`, as `scripts/train.py` and the demo start it: data, model and
-processor, collators, training with resume, generation-based evaluation of every requested split, model card."""
+processor, collators, training with resume, generation-based evaluation of every requested split, model card.
 
+A run owns its output folder (a second process on it is refused), continues from the most recently completed
+checkpoint after a crash, and, rerun once finished, trains nothing more (see `multimodal_gpt.training.checkpoints`)."""
+
+import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Sized
@@ -9,11 +14,10 @@ from typing import Any
 
 import torch
 from transformers import AutoProcessor, AutoTokenizer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..configuration_multimodal_gpt import add_multimodal_tokens
 from ..data.collators import COLLATORS, EpochCallback
-from ..data.sources import TaskData, load_task_data, training_texts
+from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import (
     DEFAULT_PRESET,
@@ -21,7 +25,16 @@ from .arguments import (
     DataArguments,
     ModelArguments,
     check_data_arguments,
+    check_generation_arguments,
     check_model_arguments,
+)
+from .checkpoints import (
+    RunLock,
+    finished_run,
+    forget_finished_run,
+    mark_run_finished,
+    resumable_checkpoint,
+    training_plan,
 )
 from .distributed import check_distributed_engine, check_distributed_launch
 from .extras import check_optional_packages
@@ -36,7 +49,13 @@ logger = logging.getLogger(__name__)
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
     """Train and evaluate one task; returns the metrics. The output folder gets a Hub-ready model and processor,
-    `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`."""
+    `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`.
+
+    Run state: the main process holds a lock on the output folder for the whole run ([`RunLock`]: a second run on it
+    is refused; a crashed one leaves no lock behind). Training resumes from the most recently completed checkpoint
+    of the output folder (or `--resume_from_checkpoint`). Once training has finished, `training_complete.json`
+    records it: the same command run again trains nothing (it loads the finished model, says so, and evaluates);
+    a command with another plan of steps (more epochs, say) goes on from the last checkpoint."""
     # 1. Checks and seed
     check_optional_packages(model_args, training_args)
     check_data_arguments(data_args, training=True)
@@ -53,15 +72,38 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
         raise ValueError("--streaming gives a training split of unknown length: set --max_steps.")
     set_seed(training_args.seed)
+    is_main = training_args.process_index == 0
+    with RunLock(training_args.output_dir) if is_main else contextlib.nullcontext():
+        return _train_and_evaluate(model_args, data_args, training_args)
 
-    # 2. Data: the training split and every evaluation split, checked against the task's columns
+
+def _train_and_evaluate(
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> dict[str, Any]:
+    # 2. Data (the training split and every evaluation split, checked against the task's columns), and whether this
+    # command already ran to its end here
     evaluating = training_args.do_eval or training_args.eval_strategy != "no"
     data = load_task_data(data_args, train=training_args.do_train, evaluation=evaluating)
     logger.info("Data from %s: %s", data.source, data.sizes())
+    output_dir = Path(training_args.output_dir)
+    plan = training_plan(training_args, len(data.train) if isinstance(data.train, Sized) else None)
+    finished = finished_run(output_dir, plan) if training_args.do_train else None
+    if finished:
+        logger.warning(
+            "%s holds the finished run of this command (step %d, %s): nothing to train. Evaluating its model; to "
+            "train further, raise --num_train_epochs or --max_steps, or choose another --output_dir.",
+            output_dir,
+            finished["global_step"],
+            finished["finished"],
+        )
+        training_args.do_train = False
+        model_args = dataclasses.replace(model_args, model_name_or_path=str(output_dir))
 
-    # 3. Model and processor: continue a checkpoint, resume this run, or build the preset with an offline tokenizer
+    # 3. Model and processor: the finished run's, continue a checkpoint, resume this run, or build the preset with an
+    # offline tokenizer
     checkpoint = resume_checkpoint(training_args) if training_args.do_train else None
     model, processor = model_and_processor(model_args, data_args, data, checkpoint)
+    check_generation_arguments(data_args, model.config)
     set_decoding_defaults(model, processor, data_args)
     apply_freezing(model, model_args)
     if model_args.lora_r and not is_peft_model(model):
@@ -71,8 +113,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     # 4. Collators and trainer (the first evaluation split is the one evaluated during training)
     task = data.task
     collator = COLLATORS[data_args.task](processor=processor, task=task, max_length=data_args.max_length)
+    # A prompt may take the positions that max_new_tokens leaves (longer ones are dropped and counted)
+    prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
-        processor=processor, task=task, max_length=data_args.max_length, for_generation=True
+        processor=processor, task=task, max_length=prompt_room, for_generation=True
     )
     trainer = MultimodalTrainer(
         model=model,
@@ -86,11 +130,13 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         generation_kwargs={"max_new_tokens": data_args.max_new_tokens, "num_beams": data_args.num_beams},
     )
     check_distributed_engine(trainer)
+    check_evaluation_rows(trainer, data.evaluation)
 
-    # 5. Train (resuming from the last checkpoint of the output folder, or the one given)
+    # 5. Train (resuming from the most recently completed checkpoint of the output folder, or the one given)
     results: dict[str, Any] = {}
-    output_dir = Path(training_args.output_dir)
     if training_args.do_train:
+        if training_args.should_save:
+            forget_finished_run(output_dir)  # a run of another plan: its final model is about to be rewritten
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         if training_args.should_save:  # the main process only: under DDP every rank gets here
@@ -104,6 +150,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
+        if training_args.should_save:
+            mark_run_finished(output_dir, plan, trainer.state.global_step)
         results.update(train_metrics)
 
     # 6. Evaluate every requested split, with generation and its metrics; one predictions line per row
@@ -124,17 +172,18 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
             model_args, data_args, training_args, task=task.name, global_step=step, results=results
         )
         trainer.create_model_card()
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero() and not finished:  # a finished run's curve stays the one its training drew
         plot_training_curves(trainer.state.log_history, output_dir / "loss_curve.png", title=data_args.task)
     return results
 
 
 def resume_checkpoint(training_args: TrainingArguments) -> str | None:
-    """The checkpoint a training run resumes from: `--resume_from_checkpoint`, else the output folder's last one."""
+    """The checkpoint a training run resumes from: `--resume_from_checkpoint`, else the output folder's most recently
+    completed one (incomplete ones, left by a crash, are named and skipped)."""
     if training_args.resume_from_checkpoint is not None:
         return training_args.resume_from_checkpoint
-    output_dir = Path(training_args.output_dir)
-    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    with training_args.main_process_first(desc="choosing the checkpoint to resume from"):
+        return resumable_checkpoint(training_args.output_dir, remove_interrupted=training_args.should_save)
 
 
 def model_and_processor(
@@ -186,6 +235,30 @@ def resumed_tokenizer(checkpoint: str, tokenizer_name_or_path: str | None) -> st
             )
     logger.info("Resuming from %s with its tokenizer.", checkpoint)
     return checkpoint
+
+
+def check_evaluation_rows(trainer: MultimodalTrainer, evaluation: dict[str, AnyDataset]) -> None:
+    """Before training: every evaluation split must have a row that evaluation can use, or the run would fail after
+    its training. Rows that a collator cannot use (a bad medium or text, a prompt longer than the room left) are
+    counted in a warning: the loss skips them, and the predictions file writes them as skipped, with the reason."""
+    for name, split in evaluation.items():
+        if not isinstance(split, Sized):
+            continue  # a stream: its rows are checked as they come
+        reasons = trainer.unusable_evaluation_rows(split)
+        if not reasons:
+            continue
+        first = min(reasons)
+        if len(reasons) == len(split):
+            raise ValueError(f"No row of the {name!r} split is usable (row {first}: {reasons[first]}).")
+        logger.warning(
+            "%d of %d rows of the %r split cannot be evaluated (row %d: %s): the loss skips them and the predictions "
+            "file writes them as skipped.",
+            len(reasons),
+            len(split),
+            name,
+            first,
+            reasons[first],
+        )
 
 
 # ----- LoRA (peft is optional: `training.lora` imports it only when a LoRA option is used) ----------------
