@@ -94,7 +94,9 @@ def test_our_batches_are_the_collators_batches(systems, name):
     for key, value in expected.items():
         assert torch.equal(system.train_batch[key], value), key
     generation = dict(COLLATORS[task](system.processor, for_generation=True)(system.rows))
-    generation.pop("references")
+    for key in ("references", "row_indices", "skipped_rows"):  # bookkeeping, not generate() inputs
+        generation.pop(key)
+    assert system.generation_inputs.keys() == generation.keys()
     assert all(torch.equal(system.generation_inputs[key], value) for key, value in generation.items())
 
     # [bos] + placeholders (as many as the config says) + caption + eos; labels only on the caption and eos

@@ -350,10 +350,12 @@ def ours_config(task: str, fusion: str, shapes: PeerShapes, tokenizer: PreTraine
 def collated(
     collator_class: type[TaskCollator], processor: MultimodalGPTProcessor, rows: list[dict]
 ) -> tuple[dict, dict]:
-    """The training batch and the generation inputs (references dropped) that `collator_class` makes of `rows`."""
+    """The training batch and the generation inputs (references and row bookkeeping dropped) that `collator_class`
+    makes of `rows`."""
     train_batch = dict(collator_class(processor)(rows))
     generation_inputs = dict(collator_class(processor, for_generation=True)(rows))
-    generation_inputs.pop("references")
+    for key in ("references", "row_indices", "skipped_rows"):
+        generation_inputs.pop(key)
     return train_batch, generation_inputs
 
 
