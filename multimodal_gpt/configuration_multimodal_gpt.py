@@ -17,6 +17,14 @@ AUDIO_TOKEN = "<audio>"
 PAD_TOKEN = "<|pad|>"
 FUSION_TYPES = ("linear", "mlp", "resampler", "cross_attention")
 MODALITIES = ("vision", "audio")
+# Fusions that give GPT-2 one token per patch / audio frame group, in order: media prediction needs them.
+PER_ELEMENT_FUSIONS = ("linear", "mlp")
+# Towers whose features at patch / frame i mix the other positions only through self-attention (plus, for Whisper,
+# the known overlap of its two convolutions), so that a causal attention mask makes them causal.
+CAUSAL_CAPABLE_TOWERS = {
+    "vision": ("vit", "clip_vision_model", "siglip_vision_model", "dinov2", "dinov2_with_registers"),
+    "audio": ("whisper",),
+}
 # Vision towers that interpolate their position embeddings, so any image size (a multiple of the patch) works.
 INTERPOLATING_VISION_TOWERS = ("dinov2", "dinov2_with_registers", "dinov3_vit")
 
@@ -74,6 +82,18 @@ class MultimodalGPTConfig(PreTrainedConfig):
             Tie GPT-2's LM head to its input embeddings, as GPT-2 does.
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the initialisation of the fusion weights.
+        media_loss_weight (`float` or `dict[str, float]`, defaults to 0.0):
+            Weight of next-element prediction for media against the next-token text loss (0: text only, exactly
+            GPT-2's loss). With a weight above 0 the model has a prediction head for that modality, and a media token
+            whose label is its own placeholder id (`<image>` / `<audio>`; the pretraining collator labels them so) is
+            a target: the GPT-2 state one position earlier regresses that patch's normalised pixels (AIM) or that
+            audio token's normalised log-mel frames (APC), while the tower runs with a causal attention mask, so that
+            no position has seen the element it predicts. Needs a per-element fusion (`"linear"` / `"mlp"`) and a
+            ViT-family vision tower or a Whisper audio tower. A float applies to every tower; `{"vision": ...,
+            "audio": ...}` chooses per modality.
+        label_smoothing (`float`, defaults to 0.0):
+            Label smoothing of the text loss (the training scripts set it from `--label_smoothing_factor`): computed
+            here because with `labelled_logits_only` the `Trainer`'s label smoother has no logits to smooth.
 
     Example:
 
@@ -117,10 +137,13 @@ class MultimodalGPTConfig(PreTrainedConfig):
     labelled_logits_only: bool = True
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
+    media_loss_weight: float | dict[str, float] = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.fusion = self._normalized_fusion()
+        self.media_loss_weight = self.media_loss_weights()
         self._check_towers()
         self._check_sizes()
         if self.text_config.model_type != "gpt2":
@@ -182,6 +205,41 @@ class MultimodalGPTConfig(PreTrainedConfig):
                 raise ValueError(f"Unknown fusion '{name}': choose one of {FUSION_TYPES}.")
         return fusion
 
+    def media_loss_weights(self) -> dict[str, float]:
+        """`media_loss_weight` as `{modality: weight}` for the modalities with a tower, each checked: a weight above 0
+        needs a per-element fusion and a tower that a causal attention mask makes causal. (Read through here: a
+        `from_pretrained(..., media_loss_weight=0.0)` override sets the field after the checks.)"""
+        towers = [modality for modality in MODALITIES if self.modality_config(modality) is not None]
+        given = self.media_loss_weight
+        weights = {modality: float(given) for modality in towers} if isinstance(given, (int, float)) else dict(given)
+        for modality, weight in weights.items():
+            if modality not in towers:
+                raise ValueError(
+                    f"media_loss_weight has an entry for '{modality}', which has no tower here; the modalities with a "
+                    f"tower are {towers}."
+                )
+            if not weight >= 0:
+                raise ValueError(f"media_loss_weight for {modality} must be >= 0, got {weight}.")
+            if weight > 0:
+                self._check_media_prediction(modality)
+        return {modality: float(weights.get(modality, 0.0)) for modality in towers}
+
+    def _check_media_prediction(self, modality: str) -> None:
+        fusion = self.fusion[modality]
+        if fusion not in PER_ELEMENT_FUSIONS:
+            raise ValueError(
+                f"media_loss_weight > 0 for {modality} predicts each next patch / frame from the GPT-2 position of "
+                f"the one before, but fusion '{fusion}' gives GPT-2 no per-element positions: use fusion "
+                f"{' or '.join(PER_ELEMENT_FUSIONS)} for {modality}, or media_loss_weight 0."
+            )
+        model_type = self.modality_config(modality).model_type
+        if model_type not in CAUSAL_CAPABLE_TOWERS[modality]:
+            raise ValueError(
+                f"media_loss_weight > 0 for {modality} needs a tower that a causal attention mask makes causal (else "
+                f"position i has already seen element i+1): {list(CAUSAL_CAPABLE_TOWERS[modality])}, not "
+                f"'{model_type}' (wav2vec2 and HuBERT mix neighbouring frames through a positional convolution)."
+            )
+
     def _check_towers(self) -> None:
         for modality, token in (("vision", "image"), ("audio", "audio")):
             if self.modality_config(modality) is not None and getattr(self, f"{token}_token_id") is None:
@@ -205,6 +263,8 @@ class MultimodalGPTConfig(PreTrainedConfig):
             raise ValueError(f"audio_frame_reduction must be >= 1, got {self.audio_frame_reduction}.")
         if self.cross_attention_interval < 1:
             raise ValueError(f"cross_attention_interval must be >= 1, got {self.cross_attention_interval}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         hidden_size = self.text_config.hidden_size
         if "resampler" in self.fusion.values() and hidden_size % self.resampler_num_heads:
             raise ValueError(
@@ -221,6 +281,11 @@ class MultimodalGPTConfig(PreTrainedConfig):
     def modality_config(self, modality: str) -> PreTrainedConfig | None:
         """The tower config of `modality` ("vision" or "audio"), or `None` when the model has no such tower."""
         return self.vision_config if modality == "vision" else self.audio_config
+
+    @property
+    def media_prediction_modalities(self) -> list[str]:
+        """The modalities with next-element prediction (`media_loss_weight` above 0)."""
+        return [modality for modality, weight in self.media_loss_weights().items() if weight > 0]
 
     @property
     def cross_attention_heads(self) -> int:

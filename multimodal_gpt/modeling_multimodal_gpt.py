@@ -10,7 +10,6 @@ import os
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 from transformers import AutoModelForCausalLM
@@ -45,6 +44,12 @@ from .fusion_multimodal_gpt import (
     splice_media_tokens,
 )
 from .generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS, MultimodalGPTGenerationMixin
+from .objectives_multimodal_gpt import (
+    CAUSAL_ATTENTION_KWARG,
+    MultimodalGPTObjectivesMixin,
+    causal_towers,
+    enable_causal_attention,
+)
 from .outputs_multimodal_gpt import (
     MultimodalGPTCausalLMOutputWithPast,
     MultimodalGPTMediaOutput,
@@ -85,6 +90,8 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         )
         self.vision_fusion = self._build_fusion("vision") if config.vision_config is not None else None
         self.audio_fusion = self._build_fusion("audio") if config.audio_config is not None else None
+        for modality in config.media_prediction_modalities:  # media prediction runs these towers causally
+            enable_causal_attention(getattr(self, f"{modality}_tower"))
         self.cross_attention_key_values = (
             CrossAttentionKeyValues(
                 dim=text_config.hidden_size,
@@ -242,11 +249,13 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         placeholder_masks: dict[str, torch.Tensor],
         media: dict[str, dict[str, torch.Tensor]],
         sharded: bool,
+        causal_towers: tuple[str, ...] = (),
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], dict[str, MultimodalGPTMediaOutput]]:
-        """Encode the media of this call; splice the tokens of spliced fusions into `inputs_embeds`, and return the
-        cross-attention media grouped by sample [(media (B, M, D), mask (B, M))] and the encoders' outputs. Sharded
-        engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every rank alike:
-        a rank without images or audio encodes a blank medium where the real one would run."""
+        """Encode the media of this call (the towers of `causal_towers` with a causal attention mask); splice the
+        tokens of spliced fusions into `inputs_embeds`, and return the cross-attention media grouped by sample
+        [(media (B, M, D), mask (B, M))] and the encoders' outputs. Sharded engines (FSDP, ZeRO-3) gather a module's
+        parameters only while it runs, in call order, on every rank alike: a rank without images or audio encodes a
+        blank medium where the real one would run."""
         encoded = {}
         cross_media = []
         for name in ("image", "audio"):  # a fixed order: sharded ranks must run the same modules in the same order
@@ -257,6 +266,8 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                     inputs_embeds = inputs_embeds + blank(inputs_embeds).sum() * 0.0
                 continue
             inputs = media[name]
+            if modality in causal_towers:
+                inputs = {**inputs, CAUSAL_ATTENTION_KWARG: True}
             features = self.get_image_features(**inputs) if name == "image" else self.get_audio_features(**inputs)
             encoded[name] = features
             tokens, token_mask = features.pooler_output, features.pooler_output_mask
@@ -356,6 +367,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         input_values: torch.FloatTensor | None = None,
         input_values_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        causal_towers: tuple[str, ...] = (),
         **kwargs: Any,
     ) -> MultimodalGPTModelOutputWithPast:
         r"""
@@ -372,6 +384,9 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             The cache of earlier calls. With cross-attention fusion it becomes a `MultimodalGPTCache`, which also
             holds the media keys and values: later calls need no media. Media given again when continuing from a
             cache (as `generate` does) are recognised as already consumed and not encoded twice.
+        causal_towers (`tuple[str, ...]`, defaults to `()`):
+            Modalities ("vision", "audio") whose tower runs with a causal attention mask, each patch or frame seeing
+            only itself and earlier ones: what next-element prediction trains with (see `media_loss_weight`).
 
         Floating-point media of another dtype are cast to the tower's; `return_dict=False` gives a tuple.
         """
@@ -407,7 +422,9 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
 
         training = self.training and torch.is_grad_enabled()
         sharded = training and self._parameters_are_sharded()
-        inputs_embeds, cross_media, encoded = self._fuse_media(inputs_embeds, placeholder_masks, media, sharded)
+        inputs_embeds, cross_media, encoded = self._fuse_media(
+            inputs_embeds, placeholder_masks, media, sharded, causal_towers
+        )
         if training and not sharded:
             present = {modality for modality, name in MODALITY_TOKENS.items() if name in media}
             inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
@@ -442,7 +459,9 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         return isinstance(cache, MultimodalGPTCache) and cache.has_media
 
 
-class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin):
+class MultimodalGPTForConditionalGeneration(
+    MultimodalGPTObjectivesMixin, MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin
+):
     """MultimodalGPT with GPT-2's LM head (tied to the input embeddings): the model to train and generate with."""
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.wte.weight"}
@@ -451,6 +470,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         super().__init__(config)
         self.model = MultimodalGPTModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.media_prediction_heads = self._build_media_prediction_heads()  # none unless media_loss_weight > 0
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -532,10 +552,14 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         Inputs as in [`MultimodalGPTModel.forward`], plus:
 
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Targets, -100 where no loss is wanted (prompt, media, padding). Shifted inside, like GPT-2.
+            Targets, -100 where no loss is wanted (prompt, media, padding). Shifted inside, like GPT-2. With
+            `config.media_loss_weight` above 0 for a modality, a media position labelled with its own placeholder id
+            is a media target: the position before it predicts that patch or audio token (see
+            `objectives_multimodal_gpt`), and it counts as one item of `num_items_in_batch` like a text token.
         logits_to_keep (`int` or `torch.Tensor`, defaults to 0):
             Compute logits only for the last `logits_to_keep` positions (0: all), as `generate()` asks.
         """
+        media_targets = self._media_target_positions(input_ids, inputs_embeds, labels)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -548,29 +572,12 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
             input_values=input_values,
             input_values_mask=input_values_mask,
             use_cache=use_cache,
+            causal_towers=causal_towers(media_targets),
             return_dict=True,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
-        vocab_size = self.config.text_config.vocab_size
-        loss = logits = None
-        if labels is not None and self.training and self.config.labelled_logits_only:
-            # The 50k-way head dominates a training step: compute it only where a label is (same loss).
-            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
-            labelled = shift_labels != -100
-            labelled_logits = self.lm_head(hidden_states[labelled])
-            loss = self.loss_function(
-                logits=labelled_logits,
-                labels=None,
-                shift_labels=shift_labels[labelled],
-                vocab_size=vocab_size,
-                **kwargs,
-            )
-        else:
-            slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-            logits = self.lm_head(hidden_states[:, slice_indices, :])
-            if labels is not None:
-                loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size, **kwargs)
+        media = {"vision": pixel_values, "audio": input_features}
+        loss, logits = self._loss(outputs, labels, logits_to_keep, media_targets, media, **kwargs)
         return MultimodalGPTCausalLMOutputWithPast(
             loss=loss,
             logits=logits,

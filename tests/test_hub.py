@@ -40,6 +40,7 @@ MODEL_HUB_FILES = [
     "cache_multimodal_gpt.py",
     "outputs_multimodal_gpt.py",
     "pretrained_multimodal_gpt.py",
+    "objectives_multimodal_gpt.py",
     # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the media decoder
     "pipeline_multimodal_gpt.py",
     "media_multimodal_gpt.py",
