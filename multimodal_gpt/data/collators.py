@@ -38,8 +38,10 @@ import numpy as np
 import torch
 from transformers import BatchFeature, TrainerCallback
 
+from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
 from ..media_multimodal_gpt import load_image
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
+from .augment import Augmentation
 from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, MissingColumnError, Task
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class _Sample:
     example: Example
     images: list[Any]
     audio: list[np.ndarray]
+    generator: np.random.Generator | None = None  # the row's augmentation choices, when augmenting
 
 
 @dataclass
@@ -95,8 +98,14 @@ class TaskCollator:
             `<|endoftext|>`, its document separator), so that the first target token of a text-only sample, whose
             prompt is empty, has a position to be predicted from.
         pad_to_multiple_of (`int`, *optional*): pad the sequence length up to a multiple of this.
-        epoch (`int`, defaults to 0): picks the training reference of multi-reference rows; [`EpochCallback`] keeps
-            it in step with the `Trainer`.
+        epoch (`int`, defaults to 0): picks the training reference of multi-reference rows, and seeds the
+            augmentation; [`EpochCallback`] keeps it in step with the `Trainer`.
+        media_targets (`tuple[str, ...]`, defaults to `()`): modalities (`"vision"`, `"audio"`) whose media tokens are
+            labelled as next-element targets, with their placeholder id (every token of a span but the first, which
+            nothing of its medium precedes): set it to `model.config.media_prediction_modalities`. A media-only row
+            (pretraining) needs one of its media here, else it has nothing to learn and is skipped.
+        augmentation ([`~augment.Augmentation`], *optional*): changes media at random in training batches (never in
+            generation batches).
 
     Returns (from `__call__`):
         [`BatchFeature`] with `input_ids` and `attention_mask` `(batch_size, sequence_length)`, `labels` (training)
@@ -113,6 +122,8 @@ class TaskCollator:
     add_bos_token: bool = True
     pad_to_multiple_of: int | None = None
     epoch: int = 0
+    media_targets: tuple[str, ...] = ()
+    augmentation: Augmentation | None = None
     stats: CollatorStats = field(default_factory=CollatorStats, init=False)
     _warned: set[str] = field(default_factory=set, init=False, repr=False)
 
@@ -141,6 +152,8 @@ class TaskCollator:
                 "clean the data set, or check that its columns hold what the task expects."
             )
         prompt_ids, media = self._encode_prompts(samples)
+        if "input_features" in media and self._augmenting():
+            media["input_features"] = self._masked_log_mel(samples, media)
         return self._training_batch(samples, prompt_ids, media)
 
     def decode_predictions(self, generated: torch.Tensor, input_ids: torch.Tensor) -> list[str]:
@@ -179,12 +192,52 @@ class TaskCollator:
         except BadRowError as error:
             return self._skip(error)
         self._check_processor_takes(example)  # a configuration error: never skipped
+        if not example.target and not self.for_generation and not self._has_media_target(example):
+            return self._skip(BadRowError("a media-only row, but media prediction is off (no media_targets)"))
         try:  # the processor's own decoding, so that training and serving see the same pixels and samples
             images = [load_image(source) for source in example.images]
             audio = [self.processor.load_audio_clip(source) for source in example.audio]
         except (ValueError, FileNotFoundError, TypeError) as error:  # the decoder's errors for unusable media
             return self._skip(error)
-        return _Sample(example, images, audio)
+        if not self._augmenting():
+            return _Sample(example, images, audio)
+        return self._augmented(_Sample(example, images, audio))
+
+    def _has_media_target(self, example: Example) -> bool:
+        return bool(
+            example.images and "vision" in self.media_targets or example.audio and "audio" in self.media_targets
+        )
+
+    # ----- augmentation (training batches only) -----------------------------------------------------------------
+
+    def _augmenting(self) -> bool:
+        return self.augmentation is not None and self.augmentation.changes_anything and not self.for_generation
+
+    def _augmented(self, sample: _Sample) -> _Sample:
+        example = sample.example
+        texts = (example.prompt, *example.references)
+        generator = self.augmentation.generator(example.images + example.audio, texts, self.epoch)
+        images = [self.augmentation.image(image, generator, texts) for image in sample.images]
+        audio = []
+        for clip in sample.audio:
+            changed = self.augmentation.waveform(clip, generator)
+            try:  # slowed down past a Whisper-style window: keep the clip as it is
+                self.processor._check_clip_length(len(changed))
+            except ValueError:
+                changed = clip
+            audio.append(changed)
+        return _Sample(example, images, audio, generator)
+
+    def _masked_log_mel(self, samples: list[_Sample], media: dict[str, torch.Tensor]) -> torch.Tensor:
+        """SpecAugment's masks on each clip's log-mel features, drawn by its row's generator."""
+        owners = [sample for sample in samples for _ in sample.audio]
+        valid_frames = media["input_features_mask"].sum(-1).tolist()
+        return torch.stack(
+            [
+                self.augmentation.log_mel(features, int(frames), owner.generator)
+                for features, frames, owner in zip(media["input_features"], valid_frames, owners)
+            ]
+        )
 
     def _skip(self, error: Exception) -> str:
         if not self.skip_bad_rows:
@@ -232,10 +285,25 @@ class TaskCollator:
         return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
     def _target_ids(self, samples: list[_Sample]) -> list[list[int]]:
-        """Target token ids per sample, eos appended."""
+        """Target token ids per sample, eos appended (none for a media-only row, which has no text)."""
         tokenizer = self.processor.tokenizer
         targets = tokenizer([sample.example.target for sample in samples], add_special_tokens=False)["input_ids"]
-        return [list(ids) + [tokenizer.eos_token_id] for ids in targets]
+        return [
+            list(ids) + [tokenizer.eos_token_id] if sample.example.target else []
+            for ids, sample in zip(targets, samples)
+        ]
+
+    def _prompt_labels(self, prompt: list[int]) -> list[int]:
+        """-100 on the prompt, except media tokens of `media_targets` after the first of their span: their own
+        placeholder id, which makes them next-element targets."""
+        tokens = {"vision": IMAGE_TOKEN, "audio": AUDIO_TOKEN}
+        target_ids = {
+            self.processor.tokenizer.convert_tokens_to_ids(tokens[modality]) for modality in self.media_targets
+        }
+        return [
+            token if token in target_ids and position > 0 and prompt[position - 1] == token else IGNORE_INDEX
+            for position, token in enumerate(prompt)
+        ]
 
     # ----- batches ----------------------------------------------------------------------------------------------
 
@@ -249,7 +317,7 @@ class TaskCollator:
                 continue
             kept.append(index)
             sequences.append(prompt + target)
-            labels.append([IGNORE_INDEX] * len(prompt) + target)
+            labels.append(self._prompt_labels(prompt) + target)
         batch = self._padded(sequences, padding_side="right")
         batch["labels"] = self._pad_rows(labels, IGNORE_INDEX, batch["input_ids"].shape[1], "right")
         return self._finish(batch, samples, media, kept)

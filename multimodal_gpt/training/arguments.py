@@ -78,6 +78,54 @@ class ModelArguments:
         default=False,
         metadata={"help": "After training, also save the model with the adapter merged in, in <output_dir>/merged."},
     )
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "A training recipe: a name (pretrain, asr, translation, captioning, mmt; see "
+            "multimodal_gpt/training/recipes/) or a JSON / YAML file of flags. Its values are the defaults of this "
+            "run; flags given on the command line win. The output folder records it in recipe.json."
+        },
+    )
+    media_loss_weight: str | None = field(
+        default=None,
+        metadata={
+            "help": "Next-element prediction for media (pretraining): the weight of the media loss against the text "
+            "loss, for every modality ('0.5') or per modality ('vision=0.5,audio=1'); 0 turns it off. Sets the "
+            "config of a new model, or of the checkpoint continued (0 drops a pretraining checkpoint's heads). "
+            "Default: the preset's or the checkpoint's."
+        },
+    )
+    tower_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the vision and audio towers (default: --learning_rate)."}
+    )
+    fusion_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the fusion: projectors, resamplers, gated cross-attention, media prediction "
+            "heads (default: --learning_rate)."
+        },
+    )
+    embedding_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of GPT-2's token and position embeddings (and tied LM head)."},
+    )
+    language_model_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of GPT-2's blocks and final norm (default: --learning_rate)."}
+    )
+    train_only_fusion_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Staged training: the first N optimizer steps train only the fusion (towers and GPT-2 frozen), "
+            "then everything trains (0: off). Unlike --train_only_fusion, which freezes them for the whole run."
+        },
+    )
+    average_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "Save as the final model the average of the weights of the last N completed checkpoints (0: "
+            "off; needs --save_strategy steps, and --save_total_limit of at least N if set)."
+        },
+    )
 
 
 @dataclass
@@ -198,28 +246,96 @@ class DataArguments:
         default=1,
         metadata={"help": "Beam width of generation in evaluation (1: greedy); saved as the generate() default."},
     )
+    pretrain_mix: str | None = field(
+        default=None,
+        metadata={
+            "help": "pretrain, built-in mix only: the share of each kind of row, e.g. 'text=1,text_pair=1,"
+            "image_text=2,audio_text=2,image=1,audio=1' (kinds not named: none). Kinds: text (Multi30k sentences), "
+            "text_pair (an English sentence and its German translation in one row), image_text (Flickr8k image + "
+            "caption), audio_text (FSDD / read-speech clip + transcript), image and audio (media alone, for "
+            "--media_loss_weight). Default: text, image_text and audio_text rows as they come."
+        },
+    )
+    audio_speed_perturbation: float | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only: resample each clip by a random factor in [1-x, 1+x]."},
+    )
+    audio_noise_snr_db: float | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only: add white noise at a random SNR in [x, x+20] dB."},
+    )
+    spec_augment_time_masks: int | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only (log-mel towers): SpecAugment time masks per clip."},
+    )
+    spec_augment_time_mask_fraction: float | None = field(
+        default=None,
+        metadata={"help": "The longest SpecAugment time mask, as a fraction of the clip's frames (default 0.05)."},
+    )
+    spec_augment_frequency_masks: int | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only (log-mel towers): SpecAugment frequency masks per clip."},
+    )
+    spec_augment_frequency_mask_bins: int | None = field(
+        default=None, metadata={"help": "The widest SpecAugment frequency mask, in mel bins (default 8)."}
+    )
+    image_crop_scale: float | None = field(
+        default=None,
+        metadata={
+            "help": "captioning, mmt, pretrain, training only: random resized crops that keep at least this "
+            "fraction of the image's area (e.g. 0.6)."
+        },
+    )
+    image_horizontal_flip: bool = field(
+        default=False,
+        metadata={
+            "help": "captioning, mmt, pretrain, training only: flip half the images, except those whose texts name "
+            "a side (left/right, links/rechts, ...), which a flip would make wrong."
+        },
+    )
 
     def __post_init__(self):
         names = [self.eval_split_name] if isinstance(self.eval_split_name, str) else self.eval_split_name
         self.eval_split_name = [part.strip() for name in names for part in name.split(",") if part.strip()]
 
 
+# The augmentation flags of each medium (`multimodal_gpt.data.augment`).
+AUDIO_AUGMENTATION_FLAGS = {
+    "audio_speed_perturbation",
+    "audio_noise_snr_db",
+    "spec_augment_time_masks",
+    "spec_augment_time_mask_fraction",
+    "spec_augment_frequency_masks",
+    "spec_augment_frequency_mask_bins",
+}
+IMAGE_AUGMENTATION_FLAGS = {"image_crop_scale", "image_horizontal_flip"}
 # Which data flags each task reads: any other given for that task is a flag the run would ignore.
 TASK_DATA_FLAGS = {
-    "asr": {"audio_column_name", "text_column_name", "max_duration_in_seconds", "min_duration_in_seconds"},
+    "asr": {"audio_column_name", "text_column_name", "max_duration_in_seconds", "min_duration_in_seconds"}
+    | AUDIO_AUGMENTATION_FLAGS,
     "pretrain": {
         "audio_column_name",
         "text_column_name",
         "image_column",
         "max_duration_in_seconds",
         "min_duration_in_seconds",
-    },
-    "captioning": {"image_column", "caption_column"},
+        "pretrain_mix",
+    }
+    | AUDIO_AUGMENTATION_FLAGS
+    | IMAGE_AUGMENTATION_FLAGS,
+    "captioning": {"image_column", "caption_column"} | IMAGE_AUGMENTATION_FLAGS,
     "translation": {"source_column", "target_column", "source_lang", "target_lang"},
-    "mmt": {"image_column", "source_column", "target_column", "source_lang", "target_lang", "text_only"},
+    "mmt": {"image_column", "source_column", "target_column", "source_lang", "target_lang", "text_only"}
+    | IMAGE_AUGMENTATION_FLAGS,
 }
 # Data flags of training only: an evaluation run reads no training split.
-TRAINING_DATA_FLAGS = ("train_file", "max_train_samples", "max_duration_in_seconds", "min_duration_in_seconds")
+TRAINING_DATA_FLAGS = (
+    "train_file",
+    "max_train_samples",
+    "max_duration_in_seconds",
+    "min_duration_in_seconds",
+    *sorted(AUDIO_AUGMENTATION_FLAGS | IMAGE_AUGMENTATION_FLAGS),
+)
 
 
 def _given(arguments: object, names: Iterable[str]) -> list[str]:

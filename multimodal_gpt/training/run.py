@@ -16,6 +16,7 @@ import torch
 from transformers import AutoProcessor, AutoTokenizer, TrainingArguments, set_seed
 
 from ..configuration_multimodal_gpt import add_multimodal_tokens
+from ..data.augment import augmentation_from_arguments
 from ..data.collators import COLLATORS, EpochCallback
 from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
@@ -28,6 +29,7 @@ from .arguments import (
     check_generation_arguments,
     check_model_arguments,
 )
+from .averaging import average_checkpoints, last_checkpoints
 from .checkpoints import (
     RunLock,
     finished_run,
@@ -40,8 +42,10 @@ from .distributed import check_distributed_engine, check_distributed_launch
 from .extras import check_optional_packages
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
 from .model_card import run_card_kwargs
+from .optimization import StagedTrainingCallback
 from .outputs import metric_prefix, plot_training_curves, write_predictions
 from .presets import build_model_and_processor
+from .recipes import check_training_options, media_loss_weight, module_learning_rates, write_recipe_record
 from .trainer import MultimodalTrainer
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     check_optional_packages(model_args, training_args)
     check_data_arguments(data_args, training=True)
     check_model_arguments(model_args, data_args)
+    check_training_options(model_args, training_args)
     training_args.remove_unused_columns = False  # the collators read the raw media columns
     if training_args.ddp_find_unused_parameters is None:
         # Every trainable parameter is in the graph of every batch (absent modalities are anchored with 0 x their
@@ -112,7 +117,13 @@ def _train_and_evaluate(
 
     # 4. Collators and trainer (the first evaluation split is the one evaluated during training)
     task = data.task
-    collator = COLLATORS[data_args.task](processor=processor, task=task, max_length=data_args.max_length)
+    collator = COLLATORS[data_args.task](
+        processor=processor,
+        task=task,
+        max_length=data_args.max_length,
+        media_targets=tuple(model.config.media_prediction_modalities),
+        augmentation=augmentation_from_arguments(data_args, training_args.seed),
+    )
     # A prompt may take the positions that max_new_tokens leaves (longer ones are dropped and counted)
     prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
@@ -125,9 +136,11 @@ def _train_and_evaluate(
         eval_dataset=next(iter(data.evaluation.values()), None),
         data_collator=collator,
         processing_class=processor,
-        callbacks=[EpochCallback(collator)],
+        callbacks=[EpochCallback(collator)]
+        + ([StagedTrainingCallback(model_args.train_only_fusion_steps)] if model_args.train_only_fusion_steps else []),
         generation_collator=generation_collator,
         generation_kwargs={"max_new_tokens": data_args.max_new_tokens, "num_beams": data_args.num_beams},
+        module_learning_rates=module_learning_rates(model_args),
     )
     check_distributed_engine(trainer)
     check_evaluation_rows(trainer, data.evaluation)
@@ -138,8 +151,11 @@ def _train_and_evaluate(
         if training_args.should_save:
             forget_finished_run(output_dir)  # a run of another plan: its final model is about to be rewritten
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        if model_args.average_checkpoints:
+            average_checkpoints(trainer.model, last_checkpoints(output_dir, model_args.average_checkpoints))
         trainer.save_model()
         if training_args.should_save:  # the main process only: under DDP every rank gets here
+            write_recipe_record(output_dir, model_args.recipe, model_args, data_args, training_args)
             processor.save_pretrained(output_dir)
             if model_args.merge_lora and is_peft_model(trainer.model):
                 save_merged_lora(output_dir, output_dir / "merged", processor)
@@ -194,6 +210,7 @@ def model_and_processor(
     here on the training split's text."""
     if model_args.model_name_or_path:
         return load_checkpoint(model_args), AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    overrides = {"media_loss_weight": media_loss_weight(model_args)} if model_args.media_loss_weight else {}
     if data.train is None:
         raise ValueError(
             "--do_eval without --do_train evaluates a trained model: pass --model_name_or_path (or run "
@@ -209,6 +226,7 @@ def model_and_processor(
         vocab_size=model_args.vocab_size or DEFAULT_VOCAB_SIZE,
         fusion=model_args.fusion,
         max_length=data_args.max_length,
+        config_overrides=overrides,
     )
 
 
@@ -269,10 +287,11 @@ def load_checkpoint(model_args: ModelArguments) -> torch.nn.Module:
     its base model (`base_model_name_or_path`), to train further with `--lora_r`, or else merged in for full
     finetuning."""
     path = model_args.model_name_or_path
+    overrides = {"media_loss_weight": media_loss_weight(model_args)} if model_args.media_loss_weight else {}
     if not is_lora_folder(path):
-        return MultimodalGPTForConditionalGeneration.from_pretrained(path)
+        return MultimodalGPTForConditionalGeneration.from_pretrained(path, **overrides)
     base_path = lora_base_model(path)
-    base = MultimodalGPTForConditionalGeneration.from_pretrained(base_path)
+    base = MultimodalGPTForConditionalGeneration.from_pretrained(base_path, **overrides)
     if model_args.lora_r:
         logger.info("Continuing the LoRA adapter of %s on %s (its saved rank and targets are kept).", path, base_path)
         return load_lora(base, path, is_trainable=True)

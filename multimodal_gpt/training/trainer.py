@@ -31,6 +31,7 @@ from .checkpoints import (
 )
 from .metrics import compute_metrics_for_task
 from .model_card import write_model_card
+from .optimization import parameter_groups
 from .outputs import RowPrediction, describe_input
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,11 @@ class MultimodalTrainer(Trainer):
       checkpoint without its optimizer, scheduler or RNG state is an error, unless `save_only_model=True` says that
       the checkpoints hold weights only (then they restart, with a warning);
     - the output folder (not the checkpoints) gets `training_args.json` instead of the pickled `training_args.bin`.
+
+    Optimization: `module_learning_rates` (`{"towers" | "fusion" | "embeddings" | "language_model": lr}`) gives each
+    module its own learning rate (see `multimodal_gpt.training.optimization`); `--label_smoothing_factor` smooths the
+    model's own loss (`config.label_smoothing`), since the `Trainer`'s label smoother needs logits that a training
+    step with `labelled_logits_only` does not compute.
     """
 
     def __init__(
@@ -132,9 +138,12 @@ class MultimodalTrainer(Trainer):
         *args: Any,
         generation_collator: TaskCollator | None = None,
         generation_kwargs: dict[str, Any] | None = None,
+        module_learning_rates: dict[str, float | None] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.module_learning_rates = module_learning_rates or {}
+        self._smooth_labels_in_the_model()
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
         # The rows of the last evaluation of each metric prefix, with their predictions: `run()` writes them out.
@@ -193,6 +202,34 @@ class MultimodalTrainer(Trainer):
             self._rows_without_loss[dataset._fingerprint] = set(self.data_collator.unusable_rows(dataset))
         skipped = self._rows_without_loss[dataset._fingerprint]
         return dataset.select([row for row in range(len(dataset)) if row not in skipped]) if skipped else dataset
+
+    # ----- optimization: per-module learning rates, label smoothing ---------------------------------------------
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The `Trainer`'s optimizer (`--optim`, its kwargs, weight decay except on biases and norms), with one
+        parameter group per module and weight decay, each at its module's learning rate."""
+        if self.optimizer is not None or not any(rate is not None for rate in self.module_learning_rates.values()):
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        groups = parameter_groups(
+            opt_model,
+            learning_rate=self.args.learning_rate,
+            weight_decay=self.args.weight_decay,
+            decay_parameter_names=self.get_decay_parameter_names(opt_model),
+            module_learning_rates=self.module_learning_rates,
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _smooth_labels_in_the_model(self) -> None:
+        """`--label_smoothing_factor` becomes the model's `config.label_smoothing` (0 included, so that a checkpoint
+        trained with smoothing does not smooth a run that asked for none), and the `Trainer`'s label smoother, which
+        would need the logits, stands down."""
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        if config is not None and hasattr(config, "label_smoothing"):
+            config.label_smoothing = self.args.label_smoothing_factor
+            self.label_smoother = None
 
     # ----- checkpoints: crash-safe saves and strict resumes -----------------------------------------------------
 
