@@ -47,7 +47,6 @@ from .generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS, MultimodalGPTGene
 from .objectives_multimodal_gpt import (
     CAUSAL_ATTENTION_KWARG,
     MultimodalGPTObjectivesMixin,
-    causal_towers,
     enable_causal_attention,
 )
 from .outputs_multimodal_gpt import (
@@ -572,7 +571,7 @@ class MultimodalGPTForConditionalGeneration(
             input_values=input_values,
             input_values_mask=input_values_mask,
             use_cache=use_cache,
-            causal_towers=causal_towers(media_targets),
+            causal_towers=self._causal_towers(media_targets),
             return_dict=True,
             **kwargs,
         )

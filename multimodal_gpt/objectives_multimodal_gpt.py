@@ -16,6 +16,8 @@ This is a "Hub file": it imports only torch, transformers and the standard libra
 """
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -94,6 +96,11 @@ def media_lookahead(convolutions: list[list[int]], frame_reduction: int) -> tupl
 # ----- the loss --------------------------------------------------------------------------------------------------
 
 
+def squared_error(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per element (rows): the squared error averaged over the target's dimensions."""
+    return (predictions.float() - targets.to(predictions.device)).pow(2).mean(-1)
+
+
 def media_prediction_sum(
     hidden_states: torch.Tensor,
     predicted_from: torch.Tensor,
@@ -102,8 +109,9 @@ def media_prediction_sum(
     element_targets: torch.Tensor,
     element_mask: torch.Tensor,
     head: nn.Module,
+    error: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = squared_error,
 ) -> torch.Tensor:
-    """The summed squared error (averaged over each target's dimensions) of next-element predictions.
+    """The summed `error` (per element: [`squared_error`]) of next-element predictions.
 
     hidden_states: (B, T, D) GPT-2's last states; predicted_from: (B, T) positions whose next position holds a media
     target; target_positions: (B, T) those targets (placeholder positions); placeholder_mask: (B, T) every
@@ -112,8 +120,7 @@ def media_prediction_sum(
     that its parameters stay in the graph (DDP without `find_unused_parameters`)."""
     spliced_targets = element_targets[element_mask.to(element_targets.device)]  # (placeholders, dim), in splice order
     targets = spliced_targets[target_positions[placeholder_mask]]  # (targets, dim), row-major like the predictions
-    predictions = head(hidden_states[predicted_from]).float()
-    return (predictions - targets.to(predictions.device)).pow(2).mean(-1).sum()
+    return error(head(hidden_states[predicted_from]), targets).sum()
 
 
 def label_smoothing_sum(logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -174,11 +181,6 @@ MediaTargets = dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 PLACEHOLDER_NAMES = {"vision": "image", "audio": "audio"}
 
 
-def causal_towers(media_targets: MediaTargets) -> tuple[str, ...]:
-    """The modalities whose tower must run causally: those with a media target in the batch."""
-    return tuple(modality for modality, (_, targets, _) in media_targets.items() if bool(targets.any()))
-
-
 class MultimodalGPTObjectivesMixin:
     """The loss of [`MultimodalGPTForConditionalGeneration`]: GPT-2's next-token loss through `self.loss_function`
     (label-smoothed by `config.label_smoothing`), plus `config.media_loss_weight` times the next-element error of
@@ -206,6 +208,14 @@ class MultimodalGPTObjectivesMixin:
     def _audio_token_span(self) -> tuple[int, int]:
         convolutions = audio_tower_convolutions(self.config.audio_config)
         return media_lookahead(convolutions, self.config.audio_frame_reduction)
+
+    def _causal_towers(self, media_targets: MediaTargets) -> tuple[str, ...]:
+        """The modalities whose tower must run causally: those with a media target in the batch."""
+        return tuple(modality for modality, (_, targets, _) in media_targets.items() if bool(targets.any()))
+
+    def _media_error(self, modality: str, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per element: how far the head's predictions are from the targets (regression: [`squared_error`])."""
+        return squared_error(predictions, targets)
 
     def _media_target_positions(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None, labels: torch.Tensor | None
@@ -304,18 +314,21 @@ class MultimodalGPTObjectivesMixin:
         element_mask = encoded.pooler_output_mask
         num_tokens = element_mask.shape[1]  # the tower's frame count may round differently from the mel frames
         element_targets = F.pad(element_targets, (0, 0, 0, max(0, num_tokens - element_targets.shape[1])))
-        return media_prediction_sum(hidden_states, *positions, element_targets[:, :num_tokens], element_mask, head)
+        error = partial(self._media_error, modality)
+        return media_prediction_sum(
+            hidden_states, *positions, element_targets[:, :num_tokens], element_mask, head, error
+        )
 
 
 __all__ = [
     "CAUSAL_ATTENTION_KWARG",
     "MediaPredictionHead",
     "MultimodalGPTObjectivesMixin",
-    "causal_towers",
     "enable_causal_attention",
     "frame_targets",
     "label_smoothing_sum",
     "media_lookahead",
     "media_prediction_sum",
     "patch_targets",
+    "squared_error",
 ]
