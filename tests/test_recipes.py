@@ -23,7 +23,7 @@ from multimodal_gpt.training.recipes import (
 from multimodal_gpt.training.trainer import MultimodalTrainer
 from scripts import train
 from tests.test_training_step import collate, make_samples
-from tests.tiny_models import tiny_model
+from tests.tiny_models import image_input, tiny_model
 
 SHIPPED = ["asr", "captioning", "mmt", "pretrain", "translation"]
 
@@ -293,3 +293,23 @@ def test_the_loss_curve_plot_draws_the_validation_metric_on_a_second_axis(tmp_pa
     assert legend == ["train loss", "eval loss", "validation wer"]
     assert len(draw_training_curves(history[:3]).get_axes()) == 1  # no metric logged: the losses alone
     assert plot_training_curves(history, tmp_path / "curve.png").is_file()
+
+
+def test_evaluation_batches_are_never_augmented(tmp_path):
+    from multimodal_gpt.data.augment import Augmentation
+    from multimodal_gpt.data.collators import CaptioningCollator
+    from tests.tiny_models import tiny_processor_and_model
+
+    processor, model = tiny_processor_and_model(audio=None)
+    collator = CaptioningCollator(processor=processor, augmentation=Augmentation(crop_scale=0.5))
+    rows = [{"image": image_input(1)[0].permute(1, 2, 0).abs().mul(100).byte().numpy(), "captions": ["a cat"]}] * 4
+    trainer = MultimodalTrainer(
+        model=model,
+        args=training_arguments(tmp_path, remove_unused_columns=False),
+        train_dataset=rows,
+        eval_dataset=rows,
+        data_collator=collator,
+    )
+    assert trainer.get_train_dataloader().collate_fn.augmentation is not None
+    evaluation_collator = trainer.get_eval_dataloader().collate_fn
+    assert evaluation_collator.augmentation is None and trainer.data_collator is collator

@@ -2,6 +2,7 @@
 `MultimodalTrainer`, whose `evaluate()` also generates and scores with the task's metrics, and whose checkpoints
 survive a crash and resume every parameter (see `multimodal_gpt.training.checkpoints`)."""
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from itertools import islice
@@ -221,6 +222,25 @@ class MultimodalTrainer(Trainer):
         )
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+    def _get_dataloader(
+        self,
+        dataset: Any,
+        description: str,
+        batch_size: int,
+        sampler_fn: Any = None,
+        is_training: bool = False,
+        dataloader_key: str | None = None,
+    ) -> Any:
+        """The `Trainer`'s loaders; those of evaluation and prediction collate without the training collator's
+        augmentation (a copy without it), so that the evaluation loss sees the media as they are."""
+        collator = self.data_collator
+        if not is_training and isinstance(collator, TaskCollator) and collator.augmentation is not None:
+            self.data_collator = dataclasses.replace(collator, augmentation=None)
+        try:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+        finally:
+            self.data_collator = collator
 
     def _smooth_labels_in_the_model(self) -> None:
         """`--label_smoothing_factor` becomes the model's `config.label_smoothing` (0 included, so that a checkpoint
