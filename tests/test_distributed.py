@@ -25,9 +25,9 @@ from safetensors.torch import load_file
 
 from multimodal_gpt.data.sources import load_task_data
 from multimodal_gpt.training import DataArguments
+from multimodal_gpt.training.cli import train_main
 from multimodal_gpt.training.distributed import check_distributed_engine
 from multimodal_gpt.training.presets import load_preset
-from scripts import train
 from tests.tiny_models import tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_torchrun_ddp_matches_one_process_with_the_same_global_batch(preset_with
     # Trainer's default would have been find_unused_parameters=True; torch warns when that flag finds nothing.
     assert "find_unused_parameters=True was specified" not in finished.stderr
 
-    single = train.main(train_arguments(single_dir, preset_without_dropout, 8))
+    single = train_main(train_arguments(single_dir, preset_without_dropout, 8))
     assert single["world_size"] == 1
     ddp = json.loads((ddp_dir / "train_results.json").read_text())
     assert ddp["world_size"] == 2, "torchrun did not give a 2-process DDP run"
@@ -156,7 +156,7 @@ def test_a_launch_that_the_trainer_does_not_join_fails_fast(tmp_path, monkeypatc
     arguments = train_arguments(tmp_path, Path("tiny"), 4)
     arguments.remove("--use_cpu")
     with pytest.raises(ValueError, match="pass --use_cpu"):
-        train.main(arguments)
+        train_main(arguments)
 
 
 @pytest.mark.parametrize("path", sorted(ACCELERATE_CONFIGS.glob("*.yaml")), ids=lambda path: path.stem)
