@@ -192,3 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["benchmark_main", "benchmark_names", "demo_main", "evaluate_main", "main", "train_main", "usage"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
