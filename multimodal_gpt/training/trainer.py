@@ -176,18 +176,20 @@ class MultimodalTrainer(Trainer):
         """For one evaluate() / predict(): evaluation batches from the task's collators (the same loss batches
         whether it generates or not), and when it generates, the generation settings and the `compute_metrics`
         that scores the rows (the user's, or the task's)."""
-        self._evaluating = isinstance(self.data_collator, TaskCollator) or self.generation_collator is not None
-        if not self.generates():
+        generating = self.generates()
+        self._evaluating = generating or isinstance(self.data_collator, TaskCollator)
+        if not generating:
             try:
                 yield
             finally:
                 self._evaluating = False
             return
-        if self.args.batch_eval_metrics or not self.args.eval_do_concat_batches:
+        if self.args.batch_eval_metrics or not self.args.eval_do_concat_batches or self.args.include_for_metrics:
             raise ValueError(
                 "Generation-based evaluation scores every row of a split at once, with its references: it does not "
-                "take --batch_eval_metrics or --eval_do_concat_batches false. Drop them, or pass "
-                "--predict_with_generate false for a loss-only evaluation."
+                "take --batch_eval_metrics, --eval_do_concat_batches false or --include_for_metrics (the rows' "
+                "inputs and references are in the predictions file). Drop them, or pass --predict_with_generate "
+                "false for the Trainer's loss-only evaluation."
             )
         given_metrics = self.compute_metrics
         tokenizer = self.generation_collator.processor.tokenizer
@@ -240,6 +242,9 @@ class MultimodalTrainer(Trainer):
             collate_fn=EvaluationCollator(loss_collator, generation_collator),
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers,
+            multiprocessing_context=self.args.dataloader_multiprocessing_context,
+            prefetch_factor=self.args.dataloader_prefetch_factor,
         )
         loader_config = self.accelerator.dataloader_config
         dispatch = loader_config.dispatch_batches
