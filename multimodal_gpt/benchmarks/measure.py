@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import transformers
 
-from .peers import TEXT_ONLY, PeerShapes, System
+from .peer_systems import TEXT_ONLY, PeerShapes, System
 
 logger = logging.getLogger(__name__)
 
