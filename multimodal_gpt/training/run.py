@@ -17,6 +17,7 @@ from transformers import AutoProcessor, AutoTokenizer, TrainingArguments, set_se
 
 from ..configuration_multimodal_gpt import add_multimodal_tokens
 from ..data.collators import COLLATORS, EpochCallback
+from ..data.feature_cache import cache_media_features
 from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import (
@@ -112,7 +113,12 @@ def _train_and_evaluate(
 
     # 4. Collators and trainer (the first evaluation split is the one evaluated during training)
     task = data.task
-    collator = COLLATORS[data_args.task](processor=processor, task=task, max_length=data_args.max_length)
+    collator = COLLATORS[data_args.task](
+        processor=processor, task=task, max_length=data_args.max_length, packing=data_args.packing
+    )
+    if data_args.cache_media_features and data.train is not None:  # frozen towers encode each medium once
+        with training_args.main_process_first(desc="caching media features"):
+            data.train = cache_media_features(data.train, model, collator, cache_dir=data_args.cache_dir)
     # A prompt may take the positions that max_new_tokens leaves (longer ones are dropped and counted)
     prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
