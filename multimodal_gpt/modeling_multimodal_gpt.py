@@ -25,7 +25,12 @@ from .checks_multimodal_gpt import check_placeholders_have_media, check_sequence
 from .configuration_multimodal_gpt import MultimodalGPTConfig, add_multimodal_tokens, load_text_tokenizer
 from .encoders_multimodal_gpt import MODALITY_TOKENS, MultimodalGPTMediaMixin
 from .fusion_multimodal_gpt import AudioFrameReducer, CrossAttentionKeyValues, MultimodalGPT2Block, VisionTokenMerger
-from .generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS, MultimodalGPTGenerationMixin
+from .generation_multimodal_gpt import (
+    AUDIO_INPUTS,
+    DEFAULT_MAX_NEW_TOKENS,
+    VISION_INPUTS,
+    MultimodalGPTGenerationMixin,
+)
 from .outputs_multimodal_gpt import (
     MultimodalGPTCausalLMOutputWithPast,
     MultimodalGPTMediaOutput,
@@ -454,18 +459,9 @@ def media_inputs(**inputs: torch.Tensor | None) -> dict[str, dict[str, torch.Ten
     """The media of a `forward` call by placeholder name: {"image": {...}, "audio": {...}}, the keyword arguments of
     `get_image_features` / `get_audio_features`, for the media given (raw, or as precomputed features)."""
     media = {}
-    if inputs["pixel_values"] is not None or inputs["image_features"] is not None:
-        media["image"] = {key: inputs[key] for key in ("pixel_values", "image_features")}
-    audio_keys = (
-        "input_features",
-        "input_features_mask",
-        "input_values",
-        "input_values_mask",
-        "audio_features",
-        "audio_features_mask",
-    )
-    if any(inputs[key] is not None for key in ("input_features", "input_values", "audio_features")):
-        media["audio"] = {key: inputs[key] for key in audio_keys}
+    for name, keys in (("image", VISION_INPUTS), ("audio", AUDIO_INPUTS)):
+        if any(inputs[key] is not None for key in keys if not key.endswith("_mask")):
+            media[name] = {key: inputs[key] for key in keys}
     return media
 
 

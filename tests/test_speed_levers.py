@@ -3,14 +3,16 @@ cross-attention block, precomputed media features, and rows that pack several sa
 model computed without it (or what it says it computes), and old configs must keep their old behaviour."""
 
 import json
+import math
 
 import pytest
 import torch
-from transformers import CLIPVisionConfig
+from transformers import CLIPVisionConfig, Trainer, TrainingArguments
 
 from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTForConditionalGeneration
 from multimodal_gpt.configuration_multimodal_gpt import count_image_tokens
 from multimodal_gpt.fusion_multimodal_gpt import VisionTokenMerger
+from tests.test_training_step import collate, make_samples
 from tests.tiny_models import (
     AUDIO_TOKEN_ID,
     FUSIONS,
@@ -202,3 +204,38 @@ def test_precomputed_features_of_the_wrong_width_are_refused():
     model = tiny_model(audio=None, fusion="mlp")
     with pytest.raises(ValueError, match="image_features must have shape"):
         model(input_ids=torch.tensor([image_sample(model.config)]), image_features=torch.randn(1, 16, 7))
+
+
+# ----- bf16 autocast through the Trainer ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_trainer_bf16_autocast_trains_every_fusion_as_fp32_does(fusion, tmp_path):
+    """`--bf16` on CPU: the model runs under bf16 autocast (the LM head computes in bf16) and four steps on a mixed
+    image / audio / text batch follow fp32's losses closely and learn. The longer check (100 steps, every fusion,
+    seed noise as the yardstick) is `python -m multimodal_gpt.benchmarks.precision`."""
+    curves = {}
+    for bf16 in (False, True):
+        model = tiny_model(fusion=fusion, seed=0).train()
+        open_gates(model)
+        head_dtypes = set()
+        model.lm_head.register_forward_hook(lambda module, inputs, output, seen=head_dtypes: seen.add(output.dtype))
+        arguments = TrainingArguments(
+            output_dir=str(tmp_path),
+            per_device_train_batch_size=8,
+            max_steps=4,
+            learning_rate=1e-2,
+            bf16=bf16,
+            use_cpu=True,
+            logging_steps=1,
+            report_to=[],
+            save_strategy="no",
+            disable_tqdm=True,
+            seed=0,
+        )
+        trainer = Trainer(model=model, args=arguments, train_dataset=make_samples(model), data_collator=collate)
+        trainer.train()
+        curves[bf16] = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+        assert head_dtypes == {torch.bfloat16 if bf16 else torch.float32}
+    assert all(math.isfinite(loss) for loss in curves[True]) and curves[True][-1] < curves[True][0]
+    torch.testing.assert_close(torch.tensor(curves[True]), torch.tensor(curves[False]), rtol=0.02, atol=0)
