@@ -1,9 +1,10 @@
 # The README's two commands: `make demo` (the main job, offline) and `make test` (the test suite).
 #
 # Each target creates the virtual environment .venv if it is missing, installs torch's CPU build first (a bare
-# `pip install torch` range would pull a multi-GB CUDA build), then this package (editable) with the extras the
-# target needs. The install is remembered by a stamp file named after pyproject.toml's content: the next run skips
-# it, and editing pyproject.toml installs again. On a GPU machine pick your torch build: `make test TORCH=torch`.
+# `pip install torch` range would pull a multi-GB CUDA build), then this package (editable, with its `multimodal-gpt`
+# command in .venv/bin) with the extras the target needs. The install is remembered by a stamp file named after
+# pyproject.toml's content: the next run skips it, and editing pyproject.toml installs again. On a GPU machine pick
+# your torch build: `make test TORCH=torch`.
 # Extra arguments go through ARGS: `make demo ARGS="--asr_steps 3000"`, `make test ARGS="-k pipeline"`.
 
 PYTHON ?= python3
@@ -26,7 +27,7 @@ help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-25s %s\n", $$1, $$2}'
 
 demo: $(BASE_STAMP)  ## The main job, offline: pretrain and finetune a tiny model, print its results
-	$(BIN)/python scripts/demo.py $(ARGS)
+	$(BIN)/multimodal-gpt demo $(ARGS)
 
 test: $(call stamp,dev)  ## The test suite (pytest); real-data tests read ../shared/data (or MMGPT_DATA_DIR)
 	$(BIN)/python -m pytest -q $(ARGS)
@@ -40,14 +41,14 @@ style: $(call stamp,dev)  ## Fix what ruff can fix and format the code
 	$(BIN)/ruff format .
 
 benchmark: $(BASE_STAMP)  ## Model (parameters, step time per fusion) and data-path (samples/s) benchmarks
-	$(BIN)/python scripts/benchmark_model.py
-	$(BIN)/python scripts/benchmark_data.py
+	$(BIN)/multimodal-gpt benchmark model
+	$(BIN)/multimodal-gpt benchmark data
 
 benchmark-pretraining: $(BASE_STAMP)  ## Pretrained + finetuned against from scratch, per task (about an hour)
 	$(BIN)/python scripts/benchmark_pretraining.py $(ARGS)
 
 benchmark-long-form-asr: $(BASE_STAMP)  ## WER of chunked ASR on read-speech clips longer than the window (trains first)
-	$(BIN)/python scripts/benchmark_long_form_asr.py $(ARGS)
+	$(BIN)/multimodal-gpt benchmark long_form_asr $(ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -1,6 +1,6 @@
-"""The peer benchmark (scripts/benchmark_peers.py, multimodal_gpt/benchmarks/): end to end at tiny shapes, our rows'
-batches straight from the package's collators, the peers fed the same data, LLaVA's GPT-2 head tied, the tokenizer's
-size, and the CPU peak-memory probe."""
+"""The peer benchmark (`multimodal-gpt benchmark peers`, multimodal_gpt/benchmarks/): end to end at tiny shapes, our
+rows' batches straight from the package's collators, the peers fed the same data, LLaVA's GPT-2 head tied, the
+tokenizer's size, and the CPU peak-memory probe."""
 
 import json
 import time
@@ -8,11 +8,10 @@ import time
 import pytest
 import torch
 
-from multimodal_gpt.benchmarks import SYSTEM_NAMES, TINY_SHAPES, benchmark_tokenizer, build_systems
+from multimodal_gpt.benchmarks import SYSTEM_NAMES, TINY_SHAPES, benchmark_tokenizer, build_systems, peers
 from multimodal_gpt.benchmarks.measure import _rss_peak, _sampled_rss_peak
-from multimodal_gpt.benchmarks.peers import labelled_tokens
+from multimodal_gpt.benchmarks.peer_systems import labelled_tokens
 from multimodal_gpt.data.collators import COLLATORS, IGNORE_INDEX
-from scripts import benchmark_peers
 
 MEBIBYTE = 2**20
 
@@ -23,7 +22,7 @@ def systems():
 
 
 def test_every_system_end_to_end_writes_json_markdown_and_chart(tmp_path):
-    results = benchmark_peers.main(["--tiny", "--rounds", "2", "--output_dir", str(tmp_path)])
+    results = peers.main(["--tiny", "--rounds", "2", "--output_dir", str(tmp_path)])
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
     assert saved["settings"]["rounds"] == 2 and saved["settings"]["precision"] == "fp32"
@@ -56,7 +55,7 @@ def test_every_system_end_to_end_writes_json_markdown_and_chart(tmp_path):
 
 
 def test_a_subset_without_the_peers_has_no_ratios(tmp_path):
-    results = benchmark_peers.main(
+    results = peers.main(
         [
             "--tiny",
             "--rounds",
@@ -76,9 +75,9 @@ def test_a_subset_without_the_peers_has_no_ratios(tmp_path):
 
 def test_bad_arguments_say_what_to_use(tmp_path):
     with pytest.raises(ValueError, match="choose among vision_encoder_decoder"):
-        benchmark_peers.main(["--tiny", "--systems", "ved", "--output_dir", str(tmp_path)])
+        peers.main(["--tiny", "--systems", "ved", "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match="--precision must be one of"):
-        benchmark_peers.main(["--tiny", "--precision", "fp16", "--output_dir", str(tmp_path)])
+        peers.main(["--tiny", "--precision", "fp16", "--output_dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize(

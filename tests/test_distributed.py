@@ -6,9 +6,11 @@ layerdrop under DDP) stops with an error.
 
 Every run here is one global step = the whole 8-row training set (4 rows per rank, or 8 in one process), so both
 runs see exactly the same samples at every step whatever the sampler's order. Among those 8 synthetic pretraining
-rows are text-only, image and audio ones: one rank always gets a batch without audio."""
+rows are text-only, image and audio ones: one rank always gets a batch without audio. Evaluation across 2 processes
+(a prepared split and a stream) gives the predictions file and the metrics of one process."""
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -21,14 +23,15 @@ import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+from PIL import Image
 from safetensors.torch import load_file
 
 from multimodal_gpt.data.sources import load_task_data
 from multimodal_gpt.training import DataArguments
+from multimodal_gpt.training.cli import train_main
 from multimodal_gpt.training.distributed import check_distributed_engine
 from multimodal_gpt.training.presets import load_preset
-from scripts import train
-from tests.tiny_models import tiny_model
+from tests.tiny_models import tiny_model, tiny_processor_and_model
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE_CONFIGS = REPO / "scripts" / "accelerate"
@@ -90,7 +93,7 @@ def test_torchrun_ddp_matches_one_process_with_the_same_global_batch(preset_with
     # Trainer's default would have been find_unused_parameters=True; torch warns when that flag finds nothing.
     assert "find_unused_parameters=True was specified" not in finished.stderr
 
-    single = train.main(train_arguments(single_dir, preset_without_dropout, 8))
+    single = train_main(train_arguments(single_dir, preset_without_dropout, 8))
     assert single["world_size"] == 1
     ddp = json.loads((ddp_dir / "train_results.json").read_text())
     assert ddp["world_size"] == 2, "torchrun did not give a 2-process DDP run"
@@ -156,7 +159,7 @@ def test_a_launch_that_the_trainer_does_not_join_fails_fast(tmp_path, monkeypatc
     arguments = train_arguments(tmp_path, Path("tiny"), 4)
     arguments.remove("--use_cpu")
     with pytest.raises(ValueError, match="pass --use_cpu"):
-        train.main(arguments)
+        train_main(arguments)
 
 
 @pytest.mark.parametrize("path", sorted(ACCELERATE_CONFIGS.glob("*.yaml")), ids=lambda path: path.stem)
@@ -311,3 +314,68 @@ def test_fsdp2_trains_when_one_rank_lacks_every_modality(tmp_path):
     matched = sorted(list(line) for line in lines)
     media = {"0": ["text", "image"], "1": ["image+audio", "audio"]}
     assert matched == sorted([rank, fusion, kind] for rank in media for fusion in fusions for kind in media[rank])
+
+
+# ----- evaluation across processes: every row once, in order ---------------------------------------------------------
+
+
+def write_captioning_rows(folder: Path) -> Path:
+    """Five captioning rows in a JSON lines file beside their images: the third image is corrupt (a skipped row),
+    some rows have several references. With 2 rows per process and batch, the last global batch is padded."""
+    folder.mkdir()
+    colours = [(200, 30, 30), (30, 200, 30), None, (30, 30, 200), (90, 90, 90)]
+    lines = []
+    for index, colour in enumerate(colours):
+        path = folder / f"image_{index}.png"
+        if colour is None:
+            path.write_bytes(b"not an image")
+        else:
+            Image.new("RGB", (12, 10), colour).save(path)
+        captions = [f"a square number {index}", f"square {index}"][: 1 + index % 2]
+        lines.append(json.dumps({"image": path.name, "captions": captions}))
+    (folder / "validation.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "validation.jsonl"
+
+
+def evaluation_arguments(checkpoint: Path, rows: Path, output_dir: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", str(checkpoint), "--task", "captioning", "--validation_file", str(rows), "--do_eval",
+        "--per_device_eval_batch_size", "2", "--max_new_tokens", "3", "--use_cpu", "--report_to", "none",
+        "--disable_tqdm", "true", "--output_dir", str(output_dir), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["prepared", "streamed"])
+def test_torchrun_evaluation_gathers_every_row_once_in_order(streaming, tmp_path):
+    """2 processes share the rows (accelerate's shards; a stream is read by both, each keeping its share) and the
+    loss, the generated predictions, the references and the skipped rows come back gathered in row order, the
+    rows padding the last batch dropped: the same predictions file and generation metrics as one process."""
+    processor, model = tiny_processor_and_model(vision="vit", audio=None)
+    model.save_pretrained(tmp_path / "checkpoint")
+    processor.save_pretrained(tmp_path / "checkpoint")
+    rows = write_captioning_rows(tmp_path / "rows")
+    extra = ["--streaming"] if streaming else []
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += [
+        str(REPO / "scripts" / "train.py"),
+        *evaluation_arguments(tmp_path / "checkpoint", rows, tmp_path / "ddp", *extra),
+    ]
+    finished = subprocess.run(command, env=child_environment(), capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    # both processes ran (and the run's launch check stops one that the Trainer does not join into one world)
+    assert (finished.stdout + finished.stderr).count("multimodal_gpt.training.run: Data from") == 2
+
+    single = train_main(evaluation_arguments(tmp_path / "checkpoint", rows, tmp_path / "single", *extra))
+    ddp = json.loads((tmp_path / "ddp" / "eval_results.json").read_text())
+    assert (
+        (ddp["eval_samples"], ddp["eval_skipped_rows"])
+        == (single["eval_samples"], single["eval_skipped_rows"])
+        == (4, 1)
+    )
+    assert ddp["eval_bleu4"] == pytest.approx(single["eval_bleu4"])
+    # (the loss is the Trainer's mean of per-batch losses: with other batches across processes it differs a little)
+    assert math.isfinite(ddp["eval_loss"])
+    lines = (tmp_path / "ddp" / "predictions_validation.jsonl").read_text().splitlines()
+    assert lines == (tmp_path / "single" / "predictions_validation.jsonl").read_text().splitlines()
+    assert [json.loads(line)["index"] for line in lines] == [0, 1, 2, 3, 4]
+    assert "skipped" in json.loads(lines[2])

@@ -50,14 +50,14 @@ def test_fresh_machine_installs_torch_first_then_the_package_with_the_target_ext
     assert torch < package < test_plan.index(".venv/bin/python -m pytest -q")
     demo_plan = plan(checkout, "demo")
     assert '.venv/bin/python -m pip install --quiet -e "."' in demo_plan  # the demo needs no extra
-    assert demo_plan[-1] == ".venv/bin/python scripts/demo.py"
+    assert demo_plan[-1] == ".venv/bin/multimodal-gpt demo"  # the package's entry point
 
 
 def test_second_run_installs_nothing_until_pyproject_changes(checkout):
     run_plan_as_if(checkout, plan(checkout, "test"))
     assert plan(checkout, "test") == [".venv/bin/python -m pytest -q"]
     # the dev install serves the demo and the benchmarks too
-    assert plan(checkout, "demo") == [".venv/bin/python scripts/demo.py"]
+    assert plan(checkout, "demo") == [".venv/bin/multimodal-gpt demo"]
     assert plan(checkout, "quality") == [".venv/bin/ruff check .", ".venv/bin/ruff format --check ."]
     pyproject = checkout / "pyproject.toml"
     pyproject.write_text(pyproject.read_text().replace('"tqdm>=4.66",', '"tqdm>=4.66", "rich>=13",'))

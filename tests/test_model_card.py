@@ -2,6 +2,7 @@
 interpreter without the package, a train.py run's output folder, and what `push_to_hub` would upload, file by file
 (the network calls are replaced at the boundary: nothing here reaches the network)."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -14,14 +15,18 @@ import huggingface_hub
 import numpy as np
 import pytest
 import soundfile
+import torch
+import transformers
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.utils import _http, filter_repo_objects
 from PIL import Image
 from transformers import AutoProcessor, TrainingArguments
 
+import multimodal_gpt
 from multimodal_gpt import MultimodalGPTConfig, MultimodalGPTForConditionalGeneration, add_multimodal_tokens
 from multimodal_gpt.training import MultimodalTrainer
+from multimodal_gpt.training.cli import train_main
 from multimodal_gpt.training.model_card import (
     CARD_MARKER,
     DatasetInfo,
@@ -32,26 +37,24 @@ from multimodal_gpt.training.model_card import (
     render_model_card,
     write_model_card,
 )
-from scripts import train
 from tests.test_hub import HUB_FILES, MODEL_HUB_FILES
 from tests.test_scripts import train_args
 from tests.tiny_models import byte_level_gpt2_tokenizer, save_pretrained_parts, tiny_config, tiny_processor_and_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FSDD = DatasetInfo("fsdd", "Free Spoken Digit Dataset (FSDD)")
+HUB_SPEECH = DatasetInfo("someone/speech", "someone's speech", on_hub=True)
 ASR_RESULTS = {"eval_wer": 0.125, "eval_cer": 0.0625, "eval_loss": 1.5, "train_loss": 2.5, "eval_runtime": 3.0}
 
 
 # ----- the card and its metadata -----------------------------------------------------------------------------------
 
 
-def test_template_is_the_model_cards_file_shipped_as_package_data():
-    from importlib import resources
-
+def test_template_is_the_model_cards_file_beside_the_code():
     template = (REPO_ROOT / "model_cards" / "multimodal_gpt.md").read_text(encoding="utf-8")
     assert read_template() == template
-    # The installed package (editable here; the wheel maps the same folder) resolves it as package data.
-    assert resources.files("multimodal_gpt.model_cards").joinpath("multimodal_gpt.md").read_text() == template
+    # An installed wheel has no checkout beside it: it reads the package data (multimodal_gpt.model_cards), which
+    # tests/test_packaging.py checks in a fresh virtual environment.
 
 
 def test_card_metadata_as_the_hub_reads_it(tmp_path):
@@ -60,7 +63,7 @@ def test_card_metadata_as_the_hub_reads_it(tmp_path):
         tmp_path,
         model,
         task="asr",
-        datasets=[FSDD],
+        datasets=[FSDD, HUB_SPEECH],
         results=ASR_RESULTS,
         base_models=["openai-community/gpt2", "facebook/wav2vec2-base"],
         repo_id="someone/mmgpt-asr",
@@ -73,7 +76,7 @@ def test_card_metadata_as_the_hub_reads_it(tmp_path):
     assert data.pipeline_tag == "automatic-speech-recognition"
     assert data.tags == ["custom_code", "multimodal_gpt", "gpt2", "audio", "speech-recognition", "demo"]
     assert data.base_model == ["openai-community/gpt2", "facebook/wav2vec2-base"]
-    assert data.datasets == ["fsdd"]
+    assert data.datasets == ["someone/speech"]  # Hub ids only: the built-in FSDD is named in the text
     assert data.license == "apache-2.0"
     assert data.model_name == "mmgpt-asr"
     results = {(result.metric_type, result.dataset_split): result for result in data.eval_results}
@@ -244,7 +247,7 @@ def test_card_snippets_run_without_the_package_and_match(tmp_path):
 @pytest.fixture(scope="module")
 def asr_run(tmp_path_factory) -> tuple[Path, dict]:
     output_dir = tmp_path_factory.mktemp("asr_run") / "asr"
-    results = train.main(train_args("asr", output_dir, "--dataset_name", "synthetic", "--max_train_samples", "8"))
+    results = train_main(train_args("asr", output_dir, "--dataset_name", "synthetic", "--max_train_samples", "8"))
     return output_dir, results
 
 
@@ -260,7 +263,8 @@ def test_train_run_output_is_a_complete_hub_repo(asr_run):
     assert "AutoProcessor" in json.loads((output_dir / "processor_config.json").read_text())["auto_map"]
     card = ModelCard.load(output_dir / "README.md")
     assert card.data.pipeline_tag == "automatic-speech-recognition" and "custom_code" in card.data.tags
-    assert card.data.datasets == ["multimodal_gpt-synthetic"]
+    assert card.data.datasets is None  # the built-in synthetic data is no Hub data set: named in the text only
+    assert "multimodal_gpt synthetic data" in card.text
     assert {result.metric_type: result.metric_value for result in card.data.eval_results} == {
         "wer": round(results["eval_wer"], 6),
         "cer": round(results["eval_cer"], 6),
@@ -300,10 +304,15 @@ class FakeHub:
         files = {operation.path_in_repo: Path(operation.path_or_fileobj).read_bytes() for operation in operations}
         return self._commit(repo_id, files)
 
-    def upload_folder(self, *, repo_id: str, folder_path, ignore_patterns=None, **kwargs):
+    def upload_folder(self, *, repo_id: str, folder_path, ignore_patterns=None, run_as_future=False, **kwargs):
         paths = [path.relative_to(folder_path).as_posix() for path in Path(folder_path).rglob("*") if path.is_file()]
         kept = filter_repo_objects(paths, ignore_patterns=ignore_patterns)
-        return self._commit(repo_id, {path: (Path(folder_path) / path).read_bytes() for path in kept})
+        commit = self._commit(repo_id, {path: (Path(folder_path) / path).read_bytes() for path in kept})
+        if not run_as_future:
+            return commit
+        future = concurrent.futures.Future()  # the Trainer's pushes during training run in the background
+        future.set_result(commit)
+        return future
 
     def download(self, repo_id: str, filename: str, **kwargs) -> str:
         if filename not in self.repos.get(repo_id, {}):
@@ -396,3 +405,65 @@ def test_render_refuses_another_model_type():
         render_model_card(GPT2Config())
     with pytest.raises(ValueError, match="Unknown task 'ocr'"):
         render_model_card(tiny_config(), task="ocr")
+
+
+# ----- train.py --push_to_hub: one push, at the end, after evaluation ------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint_from_hub_parts(tmp_path) -> Path:
+    """A captioning-ready checkpoint whose parts came from the Hub (`from_pretrained_parts` records their ids in the
+    sub-configs), as if built from `openai-community/gpt2` and `google/vit-base-patch16-224`."""
+    processor, model = tiny_processor_and_model(vision="vit", audio=None)
+    model.config.text_config._name_or_path = "openai-community/gpt2"
+    model.config.vision_config._name_or_path = "google/vit-base-patch16-224"
+    model.save_pretrained(tmp_path / "parts_model")
+    processor.save_pretrained(tmp_path / "parts_model")
+    return tmp_path / "parts_model"
+
+
+def test_train_push_to_hub_pushes_once_after_evaluation(fake_hub, checkpoint_from_hub_parts, tmp_path):
+    output_dir = tmp_path / "run"
+    arguments = train_args(
+        "captioning", output_dir, "--model_name_or_path", str(checkpoint_from_hub_parts), "--dataset_name",
+        "synthetic", "--max_train_samples", "8", "--eval_strategy", "steps", "--eval_steps", "1",
+        "--push_to_hub", "--hub_model_id", "someone/captioning-run", new_model=False,
+    )  # fmt: skip
+    arguments[arguments.index("--save_strategy") + 1] = "steps"  # the Trainer would push at every save
+    results = train_main([*arguments, "--save_steps", "1"])
+
+    assert [repo for repo, _ in fake_hub.uploads] == ["someone/captioning-run"]  # one push
+    files = fake_hub.uploads[0][1]
+    outputs = {"all_results.json", "eval_results.json", "train_results.json", "predictions_validation.jsonl"}
+    assert outputs | {"loss_curve.png", "model.safetensors", "config.json", "processor_config.json"} <= set(files)
+    assert not [name for name in files if name.startswith(("checkpoint-", "_")) or name.endswith(".bin")]
+    # after evaluation: the results, the predictions and the card hold it
+    assert json.loads(files["all_results.json"])["eval_bleu4"] == results["eval_bleu4"]
+    assert files["predictions_validation.jsonl"] == (output_dir / "predictions_validation.jsonl").read_bytes()
+    assert files["loss_curve.png"] == (output_dir / "loss_curve.png").read_bytes()
+    card = uploaded_card(files)
+    assert [(result.metric_type, result.metric_value) for result in card.data.eval_results][0] == (
+        "bleu",
+        round(results["eval_bleu4"], 6),
+    )
+    assert card.data.license == "apache-2.0" and card.data.language == ["en"]
+    assert card.data.base_model == ["openai-community/gpt2", "google/vit-base-patch16-224"]
+    assert card.data.datasets is None  # the built-in synthetic data is no Hub data set
+    # the Trainer card's sections: hyperparameters, evaluations over the steps, framework versions
+    text = card.text
+    for line in ("- learning_rate: 5e-05", "- train_batch_size: 4", "- seed: 42", "- optimizer: Use adamw_torch",
+                 "- lr_scheduler_type: linear", "- training_steps: 2"):  # fmt: skip
+        assert line in text
+    table = text[text.index("### Evaluation during training") :].split("\n\n")[1].splitlines()
+    assert table[0].split("|")[1:4] == [" Training Loss ", " Epoch ", " Step "] and len(table) == 2 + 2
+    assert f"- transformers {transformers.__version__}" in text and f"- torch {torch.__version__}" in text
+    assert (
+        f"- multimodal_gpt {multimodal_gpt.__version__}" in text and "- datasets " in text and "- tokenizers " in text
+    )
+    assert ModelCard.load(output_dir / "README.md").data.license == "apache-2.0"  # the folder's own card parses too
+    assert json.loads((output_dir / "training_args.json").read_text())["push_to_hub"] is True
+
+
+def test_push_to_hub_with_a_checkpoint_hub_strategy_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="--hub_strategy checkpoint pushes checkpoints during training"):
+        train_main(train_args("asr", tmp_path, "--push_to_hub", "--hub_strategy", "checkpoint"))

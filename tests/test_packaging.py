@@ -1,11 +1,14 @@
-"""What a user installs and sees: the license, the typing marker and the metric modules in the wheel, an import that
+"""What a user installs and sees: the license, the typing marker, the metric modules and the `multimodal-gpt` command
+in the wheel, that command installed in a fresh virtual environment running the demo's first stage, an import that
 prints nothing, scripts that do not shadow libraries, and optional packages checked before a run does any work."""
 
 import importlib
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from transformers import TrainingArguments
 from multimodal_gpt.training import DataArguments, ModelArguments, run
 from multimodal_gpt.training.extras import check_optional_packages
 from multimodal_gpt.training.metrics import METRIC_NAMES
+from multimodal_gpt.training.model_card import CARD_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 run_module = importlib.import_module("multimodal_gpt.training.run")  # the package exports the function `run` too
@@ -27,24 +31,89 @@ def test_license_file_is_the_declared_license():
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
 
 
-def test_wheel_ships_the_typing_marker_the_license_and_the_metric_modules(tmp_path):
-    source = tmp_path / "source"  # build from a copy: setuptools writes build/ and *.egg-info into the tree
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel of this checkout, built as `pip wheel --no-deps --no-build-isolation .` does (offline)."""
+    folder = tmp_path_factory.mktemp("wheel")
+    source = folder / "source"  # build from a copy: setuptools writes build/ and *.egg-info into the tree
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder), "."],
         cwd=source,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("multimodal_gpt-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    (built,) = folder.glob("multimodal_gpt-*.whl")
+    return built
+
+
+def test_wheel_ships_the_typing_marker_the_license_the_metric_modules_and_the_command(wheel):
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
     assert "multimodal_gpt/py.typed" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
     for name in METRIC_NAMES:
         assert f"multimodal_gpt/training/metrics/{name}/{name}.py" in names
     assert "multimodal_gpt/training/metrics/scores.py" in names
     assert {"multimodal_gpt/training/presets/small.json", "multimodal_gpt/model_cards/multimodal_gpt.md"} <= names
+    assert {"multimodal_gpt/training/cli.py", "multimodal_gpt/benchmarks/peers.py"} <= names
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    assert "multimodal-gpt = multimodal_gpt.training.cli:main" in archive.read(entry_points).decode()
+
+
+@pytest.fixture(scope="module")
+def fresh_environment(wheel, tmp_path_factory) -> Path:
+    """A new virtual environment with the wheel installed as a user would (`pip install <wheel>`, not editable).
+
+    Its dependencies (torch, transformers...) are this environment's: installing them again would download
+    gigabytes. They come through a `.pth` file naming this environment's site-packages, written after the install
+    (so pip sees nothing installed, and `--no-deps` keeps it offline) and read after the new environment's own
+    site-packages, so `import multimodal_gpt` finds the wheel's copy. Python runs the `.pth` files of its own site
+    directories only, so an editable install of the package in this environment stays inactive there."""
+    environment = tmp_path_factory.mktemp("environment") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(environment)], check=True, capture_output=True, timeout=300)
+    python = environment / "bin" / "python"
+    install = [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=300)
+    site_packages = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    (Path(site_packages) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return environment
+
+
+def run_installed(environment: Path, *command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """A command of the fresh environment, run from `cwd` (outside the checkout) without PYTHONPATH, so that only
+    the installed package can be imported."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    executable = environment / "bin" / command[0]
+    completed = subprocess.run(
+        [str(executable), *command[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return completed
+
+
+def test_installed_command_runs_the_demos_first_stage_outside_the_checkout(fresh_environment, tmp_path):
+    located = run_installed(
+        fresh_environment, "python", "-c", "import multimodal_gpt; print(multimodal_gpt.__file__)", cwd=tmp_path
+    )
+    assert Path(located.stdout.strip()).is_relative_to(fresh_environment)  # the wheel's copy, not the checkout
+    assert "commands:" in run_installed(fresh_environment, "multimodal-gpt", "--help", cwd=tmp_path).stdout
+    benchmarks = run_installed(fresh_environment, "multimodal-gpt", "benchmark", "--help", cwd=tmp_path).stdout
+    assert all(f"\n  {name} " in benchmarks for name in ("data", "generation", "long_form_asr", "model", "peers"))
+
+    run_installed(
+        fresh_environment, "multimodal-gpt", "demo", "--stages", "pretrain", "--pretrain_steps", "2",
+        "--batch_size", "4", "--vocab_size", "300", "--eval_samples", "4", "--output_dir", "demo", cwd=tmp_path,
+    )  # fmt: skip
+    pretrained = tmp_path / "demo" / "pretrain"
+    assert {"model.safetensors", "config.json", "eval_results.json"} <= {path.name for path in pretrained.iterdir()}
+    assert CARD_MARKER in (pretrained / "README.md").read_text()  # the card template, read from the package data
 
 
 def test_import_prints_nothing():

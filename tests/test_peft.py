@@ -203,7 +203,7 @@ def test_train_save_load_merge_and_generate(tmp_path):
 def test_train_script_with_lora_then_continue_the_adapter(tmp_path, monkeypatch):
     from multimodal_gpt.data import sources as task_data
     from multimodal_gpt.data import synthetic
-    from scripts import train
+    from multimodal_gpt.training.cli import train_main
 
     # Only the captioning rows these runs read: generating the whole demo set would take most of the test's time.
     splits = synthetic.make_demo_splits(seed=0, sizes={"captioning": {"train": 8, "validation": 2}})
@@ -218,7 +218,7 @@ def test_train_script_with_lora_then_continue_the_adapter(tmp_path, monkeypatch)
                 "--disable_tqdm", "true", "--logging_steps", "1", *extra]  # fmt: skip
 
     first = tmp_path / "lora"
-    results = train.main(arguments(first, "--lora_r", "4", "--lora_train_new_tokens", "--merge_lora"))
+    results = train_main(arguments(first, "--lora_r", "4", "--lora_train_new_tokens", "--merge_lora"))
     assert "eval_bleu4" in results and "train_loss" in results
     files = {path.name for path in first.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "processor_config.json"} <= files
@@ -232,7 +232,7 @@ def test_train_script_with_lora_then_continue_the_adapter(tmp_path, monkeypatch)
 
     # continuing the LoRA run's folder trains the same adapter further, on the same base model
     second = tmp_path / "continued"
-    results = train.main(arguments(second, "--lora_r", "4", "--model_name_or_path", str(first)))
+    results = train_main(arguments(second, "--lora_r", "4", "--model_name_or_path", str(first)))
     assert "eval_bleu4" in results
     assert lora_base_model(second) == lora_base_model(first)
     with (

@@ -13,9 +13,9 @@ from transformers import TrainingArguments
 from multimodal_gpt.data.collators import CaptioningCollator
 from multimodal_gpt.training.arguments import DataArguments, check_generation_arguments
 from multimodal_gpt.training.checkpoints import RUN_COMPLETE_FILE, OutputDirInUseError, RunLock
+from multimodal_gpt.training.cli import train_main
 from multimodal_gpt.training.run import check_evaluation_rows
 from multimodal_gpt.training.trainer import MultimodalTrainer
-from scripts import train
 from tests.test_scripts import train_args
 from tests.tiny_models import tiny_config, tiny_processor_and_model
 
@@ -28,14 +28,14 @@ def captioning_args(output_dir, *extra: str) -> list[str]:
 
 def test_a_finished_command_trains_no_further_and_a_longer_one_continues(tmp_path, caplog):
     output_dir = tmp_path / "run"
-    train.main(captioning_args(output_dir))
+    train_main(captioning_args(output_dir))
     weights = (output_dir / "model.safetensors").read_bytes()
     train_results = (output_dir / "train_results.json").read_text()
     loss_curve = (output_dir / "loss_curve.png").read_bytes()
     assert json.loads((output_dir / RUN_COMPLETE_FILE).read_text())["global_step"] == 2
 
     with caplog.at_level(logging.WARNING):
-        results = train.main(captioning_args(output_dir))
+        results = train_main(captioning_args(output_dir))
     assert "holds the finished run of this command (step 2" in caplog.text
     assert "train_runtime" not in results and "eval_bleu4" in results
     assert (output_dir / "model.safetensors").read_bytes() == weights
@@ -45,7 +45,7 @@ def test_a_finished_command_trains_no_further_and_a_longer_one_continues(tmp_pat
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        train.main([*captioning_args(output_dir), "--max_steps", "3"])  # the last --max_steps wins
+        train_main([*captioning_args(output_dir), "--max_steps", "3"])  # the last --max_steps wins
     assert f"Resuming from {output_dir / 'checkpoint-2'}" in caplog.text
     assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 3
     assert json.loads((output_dir / RUN_COMPLETE_FILE).read_text())["global_step"] == 3
@@ -54,12 +54,12 @@ def test_a_finished_command_trains_no_further_and_a_longer_one_continues(tmp_pat
 def test_the_output_folder_takes_one_run_at_a_time(tmp_path):
     with RunLock(tmp_path / "run"):
         with pytest.raises(OutputDirInUseError, match="is in use by another run"):
-            train.main(captioning_args(tmp_path / "run"))
+            train_main(captioning_args(tmp_path / "run"))
 
 
 def test_bad_generation_flags_stop_the_run_before_training(tmp_path):
     with pytest.raises(ValueError, match="--num_beams must be at least 1"):
-        train.main([*captioning_args(tmp_path / "run"), "--num_beams", "0"])
+        train_main([*captioning_args(tmp_path / "run"), "--num_beams", "0"])
     assert not list((tmp_path / "run").glob("checkpoint-*")) and not (tmp_path / "run" / "model.safetensors").exists()
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from scripts import demo, evaluate_model, train
+from multimodal_gpt.training.cli import demo_main, evaluate_main, train_main
 
 FEW_STEPS = [
     "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4",
@@ -34,12 +34,12 @@ def check_output_folder(output_dir, task: str) -> None:
 
 @pytest.mark.parametrize("task", ["pretrain", "captioning", "translation", "asr"])
 def test_train_on_synthetic_data_then_evaluate(task, tmp_path):
-    results = train.main(train_args(task, tmp_path / task, "--dataset_name", "synthetic", "--max_train_samples", "16"))
+    results = train_main(train_args(task, tmp_path / task, "--dataset_name", "synthetic", "--max_train_samples", "16"))
     assert results["train_samples"] == 16
     check_output_folder(tmp_path / task, task)
     if task in METRICS:
         output_file = tmp_path / "scores.json"
-        metrics = evaluate_model.main(
+        metrics = evaluate_main(
             ["--model_name_or_path", str(tmp_path / task), "--task", task, "--dataset_name", "synthetic",
              "--eval_split_name", "test", "--max_eval_samples", "3", "--max_new_tokens", "3",
              "--output_file", str(output_file)]
@@ -57,23 +57,23 @@ def test_train_on_synthetic_data_then_evaluate(task, tmp_path):
 def test_train_on_real_data(task, extra, data_dir, tmp_path):
     output_dir = tmp_path / task
     arguments = train_args(task, output_dir, "--data_dir", str(data_dir), "--max_train_samples", "8", *extra)
-    results = train.main(arguments)
+    results = train_main(arguments)
     assert results["train_samples"] == 8
     check_output_folder(output_dir, task)
 
 
 def test_finetuning_continues_from_a_checkpoint(tmp_path):
     synthetic = ["--dataset_name", "synthetic", "--max_train_samples", "8"]
-    train.main(train_args("pretrain", tmp_path / "pretrain", *synthetic))
+    train_main(train_args("pretrain", tmp_path / "pretrain", *synthetic))
     continued = ["--model_name_or_path", str(tmp_path / "pretrain"), "--freeze_towers"]
-    results = train.main(
+    results = train_main(
         train_args("asr", tmp_path / "asr", *synthetic, *continued, new_model=False)
     )  # fmt: skip
     assert "eval_wer" in results
 
 
 def test_demo_end_to_end(tmp_path, capsys):
-    rows = demo.main(
+    rows = demo_main(
         ["--output_dir", str(tmp_path), "--pretrain_steps", "2", "--captioning_steps", "2", "--translation_steps", "2",
          "--asr_steps", "2", "--eval_samples", "4", "--batch_size", "4", "--vocab_size", "300"]
     )  # fmt: skip

@@ -18,7 +18,7 @@ from PIL import Image
 
 from multimodal_gpt.data.sources import load_task_data
 from multimodal_gpt.training import DataArguments
-from scripts import evaluate_model, train
+from multimodal_gpt.training.cli import evaluate_main, train_main
 
 FEW_STEPS = [
     "--max_steps", "2", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "4",
@@ -29,7 +29,7 @@ WORDS = ["zero", "one", "two", "three", "four", "five"]
 
 
 def run_train(output_dir: Path, *arguments: str) -> dict:
-    return train.main(["--output_dir", str(output_dir), *FEW_STEPS, *arguments])
+    return train_main(["--output_dir", str(output_dir), *FEW_STEPS, *arguments])
 
 
 def predictions(path: Path) -> list[dict]:
@@ -245,7 +245,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 def run_evaluate(checkpoint: Path, output_file: Path, *arguments: str) -> dict:
-    return evaluate_model.main(["--model_name_or_path", str(checkpoint), "--output_file", str(output_file),
+    return evaluate_main(["--model_name_or_path", str(checkpoint), "--output_file", str(output_file),
                           "--max_new_tokens", "3", *arguments])  # fmt: skip
 
 
@@ -344,7 +344,7 @@ def test_bad_built_in_files_name_the_file_and_line(tmp_path):
     write_test_only_corpora(tmp_path / "data")
 
     def evaluate_on(task: str, split: str) -> None:
-        evaluate_model.main(["--model_name_or_path", "no_model_needed", "--task", task,
+        evaluate_main(["--model_name_or_path", "no_model_needed", "--task", task,
                              "--data_dir", str(tmp_path / "data"), "--eval_split_name", split])  # fmt: skip
 
     german = tmp_path / "data" / "multi30k" / "test_2017_flickr.de.gz"
@@ -387,13 +387,13 @@ def test_new_model_flags_next_to_a_checkpoint_are_an_error(tmp_path):
     arguments = ["--output_dir", str(tmp_path / "run"), "--task", "asr", "--model_name_or_path", "runs/pretrain"]
     for flags in (["--preset", "tiny"], ["--fusion", "resampler"], ["--vocab_size", "300"]):
         with pytest.raises(ValueError, match=f"{flags[0]} describe a new model"):
-            train.main([*arguments, *flags])
+            train_main([*arguments, *flags])
     with pytest.raises(ValueError, match="--text_only"):
-        train.main(["--output_dir", str(tmp_path / "run"), "--task", "captioning", "--text_only"])
+        train_main(["--output_dir", str(tmp_path / "run"), "--task", "captioning", "--text_only"])
     with pytest.raises(ValueError, match="--task mmt --text_only gives no image or audio"):
-        train.main(["--output_dir", str(tmp_path / "run"), "--task", "mmt", "--text_only", "--train_only_fusion"])
+        train_main(["--output_dir", str(tmp_path / "run"), "--task", "mmt", "--text_only", "--train_only_fusion"])
     with pytest.raises(ValueError, match="An evaluation reads no training split: drop --max_train_samples"):
-        evaluate_model.main(["--model_name_or_path", "unused", "--task", "asr", "--max_train_samples", "4"])
+        evaluate_main(["--model_name_or_path", "unused", "--task", "asr", "--max_train_samples", "4"])
 
 
 def test_an_unknown_column_names_the_available_ones(tmp_path):

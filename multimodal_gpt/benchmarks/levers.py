@@ -46,7 +46,7 @@ from ..data.collators import CaptioningCollator
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
 from .measure import _timed, compile_system, generate, train_step
-from .peers import (
+from .peer_systems import (
     ISSUE_SHAPES,
     TINY_SHAPES,
     BenchmarkData,

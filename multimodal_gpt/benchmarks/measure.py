@@ -36,7 +36,7 @@ import torch
 import transformers
 from transformers import CompileConfig
 
-from .peers import TEXT_ONLY, PeerShapes, System
+from .peer_systems import TEXT_ONLY, PeerShapes, System
 
 logger = logging.getLogger(__name__)
 

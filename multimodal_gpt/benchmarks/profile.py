@@ -23,7 +23,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from .measure import PRECISIONS, generate, train_step
-from .peers import ISSUE_SHAPES, SYSTEM_NAMES, TINY_SHAPES, build_systems
+from .peer_systems import ISSUE_SHAPES, SYSTEM_NAMES, TINY_SHAPES, build_systems
 
 
 def profiled_table(system, *, what: str, device: str, precision: str, new_tokens: int, top: int) -> str:

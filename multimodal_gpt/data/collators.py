@@ -52,6 +52,11 @@ IMAGE_INPUTS = ("pixel_values", "image_features")
 _UNSET_MODEL_MAX_LENGTH = int(1e9)
 
 
+class NoUsableRowsError(ValueError):
+    """A training batch has no row the collator can use (every row bad, or too long for `max_length`): the
+    evaluation loss leaves such a batch out (`training.predictions.EvaluationCollator`); training stops on it."""
+
+
 @dataclass
 class CollatorStats:
     """Counters of a collator since it was built (per process).
@@ -151,7 +156,7 @@ class TaskCollator:
         if self.for_generation:
             return self._generation_batch(samples, positions, skipped)
         if not samples:
-            raise ValueError(
+            raise NoUsableRowsError(
                 f"All {len(rows)} rows of the batch were unusable (see the warnings above, and collator.stats): "
                 "clean the data set, or check that its columns hold what the task expects."
             )
@@ -346,7 +351,7 @@ class TaskCollator:
         self, batch: dict[str, Any], samples: list[_Sample], media: dict[str, torch.Tensor], kept: list[int]
     ) -> BatchFeature:
         if not kept:
-            raise ValueError(
+            raise NoUsableRowsError(
                 f"Every sample of the batch is longer than max_length={self._max_length()} before its target "
                 "(media tokens included): raise max_length, or send fewer media tokens (smaller images, shorter "
                 "clips, a resampler fusion)."
@@ -519,6 +524,7 @@ __all__ = [
     "CollatorStats",
     "EpochCallback",
     "MMTCollator",
+    "NoUsableRowsError",
     "PretrainCollator",
     "TaskCollator",
     "TranslationCollator",

@@ -402,28 +402,36 @@ class TaskData:
         source (`str`): what was read (a built-in corpus, a folder, a Hub id, files), for logs and the model card.
         train (`Dataset` or `IterableDataset`, *optional*): the training split, cut and filtered.
         evaluation (`dict[str, Dataset | IterableDataset]`): each evaluation split by name, in the order asked.
+        prediction (`Dataset` or `IterableDataset`, *optional*): the split to predict (`--predict_split_name`).
     """
 
     task: Task
     source: str
     train: AnyDataset | None
     evaluation: dict[str, AnyDataset]
+    prediction: AnyDataset | None = None
 
     def sizes(self) -> dict[str, int | str]:
         """Rows per split (the training split as `train`; `"streamed"` for a stream), for logs."""
         splits = {"train": self.train} if self.train is not None else {}
         splits.update(self.evaluation)
+        if self.prediction is not None:
+            splits["predict"] = self.prediction
         return {name: len(split) if isinstance(split, Dataset) else "streamed" for name, split in splits.items()}
 
 
-def load_task_data(data_args: Any, *, train: bool = True, evaluation: bool = True) -> TaskData:
-    """Loads the training split (`train=True`) and the evaluation splits (`evaluation=True`) of a run.
+def load_task_data(
+    data_args: Any, *, train: bool = True, evaluation: bool = True, prediction: bool = False
+) -> TaskData:
+    """Loads the training split (`train=True`), the evaluation splits (`evaluation=True`) and the split to predict
+    (`prediction=True`) of a run.
 
     Args:
         data_args (`training.DataArguments`): the data flags (checked with `training.check_data_arguments`).
         train (`bool`, defaults to `True`): load `--train_split_name`, cut to `--max_train_samples`, then filtered by
             `--min/max_duration_in_seconds`.
         evaluation (`bool`, defaults to `True`): load every `--eval_split_name`, cut to `--max_eval_samples`.
+        prediction (`bool`, defaults to `False`): load `--predict_split_name`, cut to `--max_predict_samples`.
 
     Raises:
         `ValueError`: an unknown split or column (the available ones are listed), or flags that do not fit the source.
@@ -432,6 +440,7 @@ def load_task_data(data_args: Any, *, train: bool = True, evaluation: bool = Tru
     task = task_for(data_args)
     splits, source = available_splits(data_args, task.media_columns)
     wanted = ([data_args.train_split_name] if train else []) + (list(data_args.eval_split_name) if evaluation else [])
+    wanted += [data_args.predict_split_name] if prediction else []
     for name in wanted:
         if name not in splits:
             raise ValueError(f"Unknown split {name!r} of {source}: available splits are {sorted(splits)}.")
@@ -449,7 +458,10 @@ def load_task_data(data_args: Any, *, train: bool = True, evaluation: bool = Tru
         evaluation_splits = {
             name: _head(loaded[name], data_args.max_eval_samples) for name in data_args.eval_split_name
         }
-    return TaskData(task, source, train_split, evaluation_splits)
+    prediction_split = None
+    if prediction:
+        prediction_split = _head(loaded[data_args.predict_split_name], data_args.max_predict_samples)
+    return TaskData(task, source, train_split, evaluation_splits, prediction_split)
 
 
 def available_splits(data_args: Any, media_columns: Sequence[str] = ()) -> tuple[dict[str, SplitLoader], str]:

@@ -5,8 +5,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from transformers import Seq2SeqTrainingArguments
+
 DEFAULT_PRESET = "small"
 DEFAULT_VOCAB_SIZE = 8000
+DEFAULT_MAX_NEW_TOKENS = 48
 
 
 @dataclass
@@ -194,13 +197,30 @@ class DataArguments:
         default=None, metadata={"help": "Use at most this many rows of each evaluation split."}
     )
     max_length: int = field(default=256, metadata={"help": "Longest training sequence, media tokens included."})
-    max_new_tokens: int = field(
-        default=48,
-        metadata={"help": "Longest generated output in evaluation; saved as the model's generate() default."},
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longest generated output in evaluation, in new tokens; saved as the model's generate() default. "
+            "The same setting as --generation_max_length (give one). Default: the checkpoint's generation_config, "
+            f"else {DEFAULT_MAX_NEW_TOKENS}."
+        },
     )
-    num_beams: int = field(
-        default=1,
-        metadata={"help": "Beam width of generation in evaluation (1: greedy); saved as the generate() default."},
+    num_beams: int | None = field(
+        default=None,
+        metadata={
+            "help": "Beam width of generation in evaluation (1: greedy); saved as the generate() default. The same "
+            "setting as --generation_num_beams (give one). Default: the checkpoint's generation_config, else 1."
+        },
+    )
+    predict_split_name: str = field(
+        default="test",
+        metadata={
+            "help": "The split that --do_predict generates for (trainer.predict()): metrics prefixed with its name "
+            "(test_wer), predict_results.json and predictions_<split>.jsonl."
+        },
+    )
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Use at most this many rows of the --predict_split_name split."}
     )
     cache_media_features: bool = field(
         default=False,
@@ -224,6 +244,35 @@ class DataArguments:
     def __post_init__(self):
         names = [self.eval_split_name] if isinstance(self.eval_split_name, str) else self.eval_split_name
         self.eval_split_name = [part.strip() for name in names for part in name.split(",") if part.strip()]
+
+
+@dataclass
+class MultimodalTrainingArguments(Seq2SeqTrainingArguments):
+    """`Seq2SeqTrainingArguments` as train.py reads them: `--predict_with_generate` (on by default here),
+    `--generation_max_length`, `--generation_num_beams` and `--generation_config` work as `Seq2SeqTrainer` users
+    expect, for this decoder-only model (see [`MultimodalTrainer`])."""
+
+    predict_with_generate: bool = field(
+        default=True,
+        metadata={
+            "help": "Evaluate (and predict) by generating and scoring the outputs with the task's metrics, next to "
+            "the teacher-forced loss; periodic evaluation during training (--eval_strategy steps) too. On by default "
+            "here (Seq2SeqTrainingArguments' default is off); --predict_with_generate false gives loss-only "
+            "evaluation."
+        },
+    )
+    generation_max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Longest generated output in evaluation. For this decoder-only model it counts the new tokens "
+            "only (generate()'s max_new_tokens), as an encoder-decoder's output length does: the same setting as "
+            "--max_new_tokens (give one)."
+        },
+    )
+    generation_num_beams: int | None = field(
+        default=None,
+        metadata={"help": "Beam width of generation in evaluation: the same setting as --num_beams (give one)."},
+    )
 
 
 # Which data flags each task reads: any other given for that task is a flag the run would ignore.
@@ -280,7 +329,7 @@ def check_data_arguments(data_args: DataArguments, *, training: bool = True) -> 
         raise ValueError("--preprocessing_num_workers prepares a data set in processes; --streaming prepares none.")
     if not data_args.eval_split_name:
         raise ValueError("--eval_split_name is empty: name at least one split.")
-    for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "preprocessing_num_workers"):
         if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
             raise ValueError(f"--{name} must be at least 1, got {getattr(data_args, name)}.")
     low, high = data_args.min_duration_in_seconds, data_args.max_duration_in_seconds
@@ -332,9 +381,10 @@ IMAGE_TASKS = ("pretrain", "captioning", "mmt")
 def check_generation_arguments(data_args: DataArguments, model_config: Any) -> None:
     """Fail before training on generation and length flags that would otherwise fail during or after it.
 
-    Checks `--num_beams` and `--max_new_tokens` (at least 1), `--max_length` against the model's positions
-    (GPT-2's `n_positions`), `--max_new_tokens` against the positions left for a prompt, and, for tasks with images,
-    that one image's tokens fit `--max_length` (training) and leave room for `--max_new_tokens` (generation).
+    Checks `--num_beams` and `--max_new_tokens` (at least 1; unset, 1 and the default), `--max_length` against the
+    model's positions (GPT-2's `n_positions`), `--max_new_tokens` against the positions left for a prompt, and, for
+    tasks with images, that one image's tokens fit `--max_length` (training) and leave room for `--max_new_tokens`
+    (generation).
 
     Args:
         data_args ([`DataArguments`]): the parsed data and generation flags.
@@ -343,10 +393,12 @@ def check_generation_arguments(data_args: DataArguments, model_config: Any) -> N
     Raises:
         `ValueError`: naming the flag, its value, the limit and how to fix it.
     """
-    if data_args.num_beams < 1:
-        raise ValueError(f"--num_beams must be at least 1 (1: greedy decoding), got {data_args.num_beams}.")
-    if data_args.max_new_tokens < 1:
-        raise ValueError(f"--max_new_tokens must be at least 1, got {data_args.max_new_tokens}: nothing to generate.")
+    num_beams = 1 if data_args.num_beams is None else data_args.num_beams
+    max_new_tokens = DEFAULT_MAX_NEW_TOKENS if data_args.max_new_tokens is None else data_args.max_new_tokens
+    if num_beams < 1:
+        raise ValueError(f"--num_beams must be at least 1 (1: greedy decoding), got {num_beams}.")
+    if max_new_tokens < 1:
+        raise ValueError(f"--max_new_tokens must be at least 1, got {max_new_tokens}: nothing to generate.")
     if data_args.max_length < 2:
         raise ValueError(f"--max_length must be at least 2 (bos and one target token), got {data_args.max_length}.")
     positions = model_config.text_config.n_positions
@@ -355,9 +407,9 @@ def check_generation_arguments(data_args: DataArguments, model_config: Any) -> N
             f"--max_length {data_args.max_length} exceeds the model's {positions} positions (n_positions): training "
             f"would fail at the first sequence longer than that. Use --max_length {positions} or less."
         )
-    if data_args.max_new_tokens >= positions:
+    if max_new_tokens >= positions:
         raise ValueError(
-            f"--max_new_tokens {data_args.max_new_tokens} leaves no room for a prompt in the model's {positions} "
+            f"--max_new_tokens {max_new_tokens} leaves no room for a prompt in the model's {positions} "
             f"positions: use at most {positions - 2}."
         )
     has_images = data_args.task in IMAGE_TASKS and not (data_args.task == "mmt" and data_args.text_only)
@@ -369,9 +421,9 @@ def check_generation_arguments(data_args: DataArguments, model_config: Any) -> N
                 f"tokens (and bos): every sample with an image would be dropped. Raise --max_length above "
                 f"{image_tokens + 1}, or send fewer image tokens (--fusion resampler)."
             )
-        if 1 + image_tokens + data_args.max_new_tokens > positions:
+        if 1 + image_tokens + max_new_tokens > positions:
             raise ValueError(
-                f"--max_new_tokens {data_args.max_new_tokens} after an image's {image_tokens} tokens (and bos) "
+                f"--max_new_tokens {max_new_tokens} after an image's {image_tokens} tokens (and bos) "
                 f"exceeds the model's {positions} positions: use --max_new_tokens {positions - image_tokens - 1} or "
                 "less."
             )
@@ -380,6 +432,7 @@ def check_generation_arguments(data_args: DataArguments, model_config: Any) -> N
 __all__ = [
     "DataArguments",
     "ModelArguments",
+    "MultimodalTrainingArguments",
     "check_data_arguments",
     "check_generation_arguments",
     "check_model_arguments",

@@ -1,7 +1,9 @@
-"""Scoring a checkpoint on any split of any data source with generation: what `scripts/evaluate_model.py` runs.
+"""Scoring a checkpoint on any split of any data source with generation: what `multimodal-gpt evaluate` (and
+`scripts/evaluate_model.py`) runs, through [`MultimodalTrainer.predict`].
 
-The data flags are train.py's ([`DataArguments`]): a built-in corpus, a `datasets` data set or data files, any split
-names (`--eval_split_name`, several), any columns. No training split is read, and a stream (`--streaming`) works.
+The data flags are `multimodal-gpt train`'s ([`DataArguments`]): a built-in corpus, a `datasets` data set or data
+files, any split names (`--eval_split_name`, several), any columns. No training split is read, and a stream
+(`--streaming`) works.
 """
 
 import json
@@ -12,12 +14,12 @@ from pathlib import Path
 import torch
 from transformers import AutoProcessor
 
-from ..data.collators import COLLATORS
 from ..data.sources import load_task_data
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
-from .arguments import DataArguments, check_data_arguments
+from .arguments import DataArguments, MultimodalTrainingArguments, check_data_arguments, check_generation_arguments
 from .outputs import metric_prefix, write_predictions
-from .trainer import GENERATION_TASKS, generate_predictions, score_predictions
+from .run import build_trainer, set_generation_config
+from .trainer import GENERATION_TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -54,31 +56,34 @@ def evaluate_checkpoint(evaluation_args: EvaluationArguments, data_args: DataArg
     if data_args.task not in GENERATION_TASKS:
         raise ValueError(f"--task must be one of {list(GENERATION_TASKS)} to evaluate, got {data_args.task!r}.")
 
-    # 2. The evaluation splits only (no training split is needed), then the model and its processor
+    # 2. The evaluation splits only (no training split is needed), then the model, its processor and the one
+    # generation setting (the flags over the checkpoint's generation_config)
     data = load_task_data(data_args, train=False)
     logger.info("Data from %s: %s", data.source, data.sizes())
     model = MultimodalGPTForConditionalGeneration.from_pretrained(evaluation_args.model_name_or_path)
-    model.to(evaluation_args.device)
     processor = AutoProcessor.from_pretrained(evaluation_args.model_name_or_path)
-    collator = COLLATORS[data_args.task](
-        processor=processor, task=data.task, max_length=data_args.max_length, for_generation=True
-    )
+    processor.tokenizer.padding_side = "left"
+    set_generation_config(model, data_args)
+    check_generation_arguments(data_args, model.config)
 
-    # 3. Generate, strip the prompts, score; one predictions line per row, skipped rows with their reason
+    # 3. Predict every split with the Trainer (generation, prompts stripped, the task's metrics and the loss); one
+    # predictions line per row, skipped rows with their reason
     output_file = Path(evaluation_args.output_file or default_output_file(evaluation_args, data_args))
     output_file.parent.mkdir(parents=True, exist_ok=True)
+    arguments = MultimodalTrainingArguments(
+        output_dir=str(output_file.parent),
+        per_device_eval_batch_size=evaluation_args.batch_size,
+        use_cpu=evaluation_args.device == "cpu",
+        report_to=[],
+        remove_unused_columns=False,
+    )
+    trainer = build_trainer(model, processor, data, data_args, arguments)
     metrics: dict[str, float] = {}
     for split_name, split in data.evaluation.items():
-        records = generate_predictions(
-            model,
-            collator,
-            split,
-            batch_size=evaluation_args.batch_size,
-            max_new_tokens=data_args.max_new_tokens,
-            num_beams=data_args.num_beams,
-        )
-        metrics.update(score_predictions(data.task.name, records, metric_prefix(split_name)))
-        write_predictions(output_file.with_name(f"{output_file.stem}_predictions_{split_name}.jsonl"), records)
+        prefix = metric_prefix(split_name)
+        metrics.update(trainer.predict(split, metric_key_prefix=prefix).metrics)
+        predictions = output_file.with_name(f"{output_file.stem}_predictions_{split_name}.jsonl")
+        write_predictions(predictions, trainer.last_predictions[prefix])
 
     # 4. Write the metrics
     output_file.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -24,11 +24,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers.modelcard import make_markdown_table
 
 from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig
-from ..data.sources import BUILTIN_SOURCES, DEFAULT_SOURCES
 from ..data.tasks import get_task, language_name
-from .arguments import DEFAULT_PRESET
 from .metrics import TASK_METRICS
 
 logger = logging.getLogger(__name__)
@@ -81,6 +80,8 @@ class DatasetInfo:
         config (`str`, *optional*): the subset, e.g. the language pair `"en-de"`.
         description (`str`, defaults to `""`): one line on what was used.
         license (`str`, defaults to `""`): its licence, named in the card's limitations.
+        on_hub (`bool`, defaults to `False`): `id` is a Hub data set id: the card's `datasets` metadata lists it
+            (the Hub links it), others are named in the text only.
     """
 
     id: str
@@ -88,107 +89,7 @@ class DatasetInfo:
     config: str | None = None
     description: str = ""
     license: str = ""
-
-
-def datasets_for_run(
-    task: str,
-    dataset_name: str | None = None,
-    *,
-    dataset_config_name: str | None = None,
-    data_files: Sequence[str] = (),
-    source_lang: str | None = None,
-    target_lang: str | None = None,
-) -> list[DatasetInfo]:
-    """The data sets that `scripts/train.py` reads for `task` (its `--dataset_name`, `--dataset_config_name` and
-    `--train_file`...; no name: the task's built-in corpus); the first is the one evaluated."""
-    source_lang, target_lang = source_lang or "en", target_lang or "de"
-    if data_files:
-        return [DatasetInfo(Path(data_files[0]).stem, ", ".join(Path(file).name for file in data_files))]
-    if dataset_name not in (None, *BUILTIN_SOURCES):
-        local = Path(dataset_name).expanduser()
-        name = local.resolve().name if local.exists() else dataset_name  # a folder: its name, never a local path
-        return [DatasetInfo(name, name, config=dataset_config_name)]
-    if dataset_name == "synthetic":
-        return [
-            DatasetInfo(
-                "multimodal_gpt-synthetic",
-                "multimodal_gpt synthetic data",
-                config=task,
-                description="the package's built-in generated data (coloured shapes with captions, a synthetic "
-                "voice speaking digits, a toy language): a demonstration, not real-world data",
-            )
-        ]
-    pair = f"{source_lang}-{target_lang}"
-    fsdd = DatasetInfo(
-        "fsdd",
-        "Free Spoken Digit Dataset (FSDD)",
-        description="spoken English digits, 8 kHz, 6 speakers; recordings 5-44 trained on, 45-49 validation",
-        license="CC BY-SA 4.0",
-    )
-    read_speech = DatasetInfo(
-        "read_speech",
-        "read speech",
-        description="141 LJSpeech sentences read by one speaker, 16 kHz",
-        license="Apache-2.0 (source repository)",
-    )
-    flickr_terms = "research and educational use (Flickr terms)"
-    multi30k = DatasetInfo(
-        "multi30k", "Multi30k", config=pair, description=f"task 1 sentence pairs, {pair}", license=flickr_terms
-    )
-    flickr8k = DatasetInfo(
-        "flickr8k",
-        "Flickr8k",
-        description="800 training and 100 validation photos, 5 captions each",
-        license=flickr_terms,
-    )
-    corpora = {"fsdd": [fsdd], "read_speech": [read_speech], "multi30k": [multi30k], "flickr8k": [flickr8k]}
-    if dataset_name is None:
-        dataset_name = DEFAULT_SOURCES.get(task)
-    if task == "mmt" and dataset_name == "flickr8k":
-        return [multi30k, flickr8k]
-    return corpora.get(dataset_name, [multi30k, flickr8k, fsdd, read_speech])
-
-
-def run_card_kwargs(
-    model_args: Any, data_args: Any, training_args: Any, *, task: str, global_step: int, results: Mapping[str, Any]
-) -> dict[str, Any]:
-    """[`render_model_card`]'s task, data, training lines and results for a `training.run()` (its
-    `ModelArguments`, `DataArguments` and `TrainingArguments`, the task trained, the steps done, its metrics)."""
-    batch_size = training_args.per_device_train_batch_size * training_args.world_size
-    batch_size *= training_args.gradient_accumulation_steps
-    frozen = [
-        name
-        for name, flag in (
-            ("towers", model_args.freeze_towers),
-            ("language model", model_args.freeze_language_model),
-            ("all but the fusion", model_args.train_only_fusion),
-        )
-        if flag
-    ]
-    training = {
-        "started from": model_args.model_name_or_path
-        or f"a new model, preset `{model_args.preset or DEFAULT_PRESET}`",
-        "frozen": ", ".join(frozen) or "nothing",
-        "steps": global_step,
-        "training samples": results.get("train_samples"),
-        "batch size (all devices)": batch_size,
-        "learning rate": training_args.learning_rate,
-        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
-        "evaluation decoding": "greedy" if data_args.num_beams == 1 else f"beam search, {data_args.num_beams} beams",
-    }
-    return {
-        "task": task,
-        "datasets": datasets_for_run(
-            data_args.task,
-            data_args.dataset_name,
-            dataset_config_name=data_args.dataset_config_name,
-            data_files=[file for file in (data_args.train_file, data_args.validation_file) if file],
-            source_lang=data_args.source_lang,
-            target_lang=data_args.target_lang,
-        ),
-        "training": {label: value for label, value in training.items() if value is not None},
-        "results": {key: value for key, value in results.items() if _is_card_metric(key, value, task)},
-    }
+    on_hub: bool = False
 
 
 def _is_card_metric(key: str, value: Any, task: str | None) -> bool:
@@ -207,6 +108,9 @@ def render_model_card(
     datasets: Sequence[DatasetInfo | Mapping[str, Any] | str] | None = None,
     results: Mapping[str, float] | None = None,
     training: Mapping[str, Any] | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    evaluation_history: Sequence[Mapping[str, Any]] | None = None,
+    framework_versions: Mapping[str, str] | None = None,
     base_models: Sequence[str] | None = None,
     model_name: str | None = None,
     repo_id: str | None = None,
@@ -227,7 +131,12 @@ def render_model_card(
             `test_bleu`, `eval_loss`, ...: the prefix `eval` is the validation split, any other prefix names its
             split). The task's generation metrics go into the `model-index`; the loss only into the results table.
         training (`Mapping[str, Any]`, *optional*): lines for the training section, label -> value (e.g.
-            `{"steps": 1200, "learning rate": 1e-3}`).
+            `{"steps": 1200, "started from": "gpt2"}`).
+        hyperparameters (`Mapping[str, Any]`, *optional*): the `Trainer`'s hyperparameters, as its own card lists
+            them (`transformers.modelcard.extract_hyperparameters_from_trainer`).
+        evaluation_history (`Sequence[Mapping[str, Any]]`, *optional*): one row per evaluation during training
+            (`transformers.modelcard.parse_log_history`), shown as a table.
+        framework_versions (`Mapping[str, str]`, *optional*): package name -> version.
         base_models (`Sequence[str]`, *optional*): the `base_model` metadata. Default: the Hub id the model was
             loaded from, else the Hub ids of the parts it was built from (`from_pretrained_parts`); local folders
             are never listed.
@@ -249,7 +158,7 @@ def render_model_card(
         pipeline_tag=pipeline_tag,
         tags=_unique([*card_tags(config, task), *(tags or [])]),
         base_model=list(base_models) if base_models is not None else base_models_of(model_or_config) or None,
-        datasets=_unique([info.id for info in dataset_infos]) or None,
+        datasets=_unique([info.id for info in dataset_infos if info.on_hub]) or None,
         license=license,
         language=language,
         model_name=model_name,
@@ -262,6 +171,9 @@ def render_model_card(
         "datasets": [asdict(info) for info in dataset_infos],
         "results": dict(results or {}),
         "training": dict(training or {}),
+        "hyperparameters": dict(hyperparameters or {}),
+        "evaluation_history": [dict(row) for row in evaluation_history or []],
+        "framework_versions": dict(framework_versions or {}),
         "base_models": list(base_models) if base_models is not None else None,
         "license": license,
         "language": language,
@@ -272,6 +184,9 @@ def render_model_card(
         "summary": _summary(config, task, dataset_infos),
         "architecture": _architecture(model_or_config, config),
         "training": _training_lines(task, dataset_infos, training or {}),
+        "hyperparameters": [f"{name}: {value}" for name, value in (hyperparameters or {}).items()],
+        "evaluation_table": make_markdown_table(list(evaluation_history or [])).strip(),
+        "framework_versions": [f"{name} {version}" for name, version in (framework_versions or {}).items()],
         "results": result_rows,
         "results_note": "Generation is greedy unless the training lines say otherwise. WER and CER are fractions "
         "(0 is perfect); BLEU, chrF and BLEU-4 are 0-100; CIDEr-D is on coco-caption's scale.",
@@ -339,15 +254,16 @@ def recorded_card_state(text: str) -> dict[str, Any]:
 
 
 def read_template() -> str:
-    """The card template, `model_cards/multimodal_gpt.md`: package data of the installed package (mapped to
-    `multimodal_gpt.model_cards` in pyproject.toml), or the folder of a source checkout that was not installed."""
+    """The card template, `model_cards/multimodal_gpt.md`: the one beside this code in a source checkout (editable
+    installs included), else the installed package's data (mapped to `multimodal_gpt.model_cards` in
+    pyproject.toml)."""
+    checkout = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
+    if checkout.is_file():
+        return checkout.read_text(encoding="utf-8")
     try:
         return resources.files("multimodal_gpt.model_cards").joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         pass
-    checkout = Path(__file__).resolve().parents[2] / "model_cards" / TEMPLATE_NAME
-    if checkout.is_file():
-        return checkout.read_text(encoding="utf-8")
     raise FileNotFoundError(
         f"The model card template {TEMPLATE_NAME} is missing: it ships as package data (multimodal_gpt.model_cards) "
         "and lives in model_cards/ of a source checkout. Reinstall the package (pip install multimodal-gpt, or "
@@ -678,7 +594,6 @@ __all__ = [
     "DatasetInfo",
     "base_models_of",
     "card_tags",
-    "datasets_for_run",
     "is_generated_card",
     "pipeline_tag_for",
     "read_template",

@@ -1,10 +1,12 @@
-"""One training run with the standard `Trainer`, as `scripts/train.py` and the demo start it: data, model and
-processor, collators, training with resume, generation-based evaluation of every requested split, model card.
+"""One training run with the standard `Trainer`, as `multimodal-gpt train` (`scripts/train.py`) and the demo start it:
+data, model and processor, collators, training with resume, generation-based evaluation of every requested split,
+prediction, model card, and one push to the Hub at the end.
 
 A run owns its output folder (a second process on it is refused), continues from the most recently completed
 checkpoint after a crash, and, rerun once finished, trains nothing more (see `multimodal_gpt.training.checkpoints`)."""
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -13,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, AutoTokenizer, TrainingArguments, set_seed
+from transformers import AutoProcessor, AutoTokenizer, GenerationConfig, Seq2SeqTrainer, TrainingArguments, set_seed
+from transformers.trainer_utils import HubStrategy, IntervalStrategy
 
 from ..configuration_multimodal_gpt import add_multimodal_tokens
 from ..data.collators import COLLATORS, EpochCallback
@@ -21,6 +24,7 @@ from ..data.feature_cache import cache_media_features
 from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import (
+    DEFAULT_MAX_NEW_TOKENS,
     DEFAULT_PRESET,
     DEFAULT_VOCAB_SIZE,
     DataArguments,
@@ -40,17 +44,23 @@ from .checkpoints import (
 from .distributed import check_distributed_engine, check_distributed_launch
 from .extras import check_optional_packages
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
-from .model_card import run_card_kwargs
 from .outputs import metric_prefix, plot_training_curves, write_predictions
 from .presets import build_model_and_processor
+from .run_card import run_card_kwargs
 from .trainer import MultimodalTrainer
 
 logger = logging.getLogger(__name__)
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict[str, Any]:
-    """Train and evaluate one task; returns the metrics. The output folder gets a Hub-ready model and processor,
-    `all_results.json`, `eval_results.json`, `predictions_<split>.jsonl` and `loss_curve.png`.
+    """Train, evaluate and predict one task; returns the metrics. The output folder gets a Hub-ready model and
+    processor, `all_results.json`, `train_results.json`, `eval_results.json` / `predict_results.json`,
+    `predictions_<split>.jsonl` (one line per row) and `loss_curve.png`; with `--push_to_hub`, all of it goes to the
+    Hub once, at the end, after evaluation.
+
+    What runs: `--do_train`, `--do_eval` (every `--eval_split_name`) and `--do_predict` (`--predict_split_name`) as
+    given; none of them: train, then evaluate. An `--eval_strategy` other than `no` evaluates during training, so it
+    trains (the `Trainer` turns `--do_eval` on for it).
 
     Run state: the main process holds a lock on the output folder for the whole run ([`RunLock`]: a second run on it
     is refused; a crashed one leaves no lock behind). Training resumes from the most recently completed checkpoint
@@ -61,6 +71,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     check_optional_packages(model_args, training_args)
     check_data_arguments(data_args, training=True)
     check_model_arguments(model_args, data_args)
+    given_generation_flags(data_args, training_args)
     training_args.remove_unused_columns = False  # the collators read the raw media columns
     if training_args.ddp_find_unused_parameters is None:
         # Every trainable parameter is in the graph of every batch (absent modalities are anchored with 0 x their
@@ -68,23 +79,56 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         # for any model without gradient checkpointing: an extra graph traversal per step that also hides bugs.
         training_args.ddp_find_unused_parameters = False
     check_distributed_launch(training_args)
-    if not (training_args.do_train or training_args.do_eval):
-        training_args.do_train = training_args.do_eval = True  # neither flag given: train, then evaluate
+    choose_steps(training_args)
     if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
         raise ValueError("--streaming gives a training split of unknown length: set --max_steps.")
+    pushing = take_over_hub_push(training_args)
     set_seed(training_args.seed)
     is_main = training_args.process_index == 0
-    with RunLock(training_args.output_dir) if is_main else contextlib.nullcontext():
-        return _train_and_evaluate(model_args, data_args, training_args)
+    try:
+        with RunLock(training_args.output_dir) if is_main else contextlib.nullcontext():
+            return _train_and_evaluate(model_args, data_args, training_args, pushing)
+    finally:
+        training_args.push_to_hub = pushing or training_args.push_to_hub
+
+
+def choose_steps(training_args: TrainingArguments) -> None:
+    """Set `do_train` / `do_eval` / `do_predict` as [`run`] says: an `--eval_strategy` other than `no` trains (the
+    `Trainer` turned `do_eval` on for it, which must not read as "evaluate only"), and no step given trains, then
+    evaluates."""
+    if training_args.eval_strategy != IntervalStrategy.NO and not training_args.do_train:
+        logger.info("--eval_strategy %s evaluates during training: training.", training_args.eval_strategy.value)
+        training_args.do_train = True
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        training_args.do_train = training_args.do_eval = True
+
+
+def take_over_hub_push(training_args: TrainingArguments) -> bool:
+    """`--push_to_hub` pushes once, at the end of the run, after evaluation (see [`run`]): the `Trainer`'s own pushes
+    (at every save, and in `save_model()` right after training) would make a half-trained model, or one without
+    its evaluation, the repo's first state. Returns whether to push; the `Trainer` gets `push_to_hub=False` until
+    then."""
+    if not training_args.push_to_hub:
+        return False
+    if training_args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+        raise ValueError(
+            f"--hub_strategy {training_args.hub_strategy.value} pushes checkpoints during training, but this run "
+            "pushes once, at the end, after evaluation (model, results, predictions, loss curve and card): drop "
+            "--hub_strategy."
+        )
+    training_args.push_to_hub = False
+    return True
 
 
 def _train_and_evaluate(
-    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+    model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments, pushing: bool
 ) -> dict[str, Any]:
-    # 2. Data (the training split and every evaluation split, checked against the task's columns), and whether this
-    # command already ran to its end here
-    evaluating = training_args.do_eval or training_args.eval_strategy != "no"
-    data = load_task_data(data_args, train=training_args.do_train, evaluation=evaluating)
+    # 2. Data (the training split, every evaluation split and the split to predict, checked against the task's
+    # columns), and whether this command already ran to its end here
+    evaluating = training_args.do_eval or training_args.eval_strategy != IntervalStrategy.NO
+    data = load_task_data(
+        data_args, train=training_args.do_train, evaluation=evaluating, prediction=training_args.do_predict
+    )
     logger.info("Data from %s: %s", data.source, data.sizes())
     output_dir = Path(training_args.output_dir)
     plan = training_plan(training_args, len(data.train) if isinstance(data.train, Sized) else None)
@@ -101,17 +145,67 @@ def _train_and_evaluate(
         model_args = dataclasses.replace(model_args, model_name_or_path=str(output_dir))
 
     # 3. Model and processor: the finished run's, continue a checkpoint, resume this run, or build the preset with an
-    # offline tokenizer
+    # offline tokenizer; then the one generation setting of evaluation
     checkpoint = resume_checkpoint(training_args) if training_args.do_train else None
     model, processor = model_and_processor(model_args, data_args, data, checkpoint)
+    set_generation_config(model, data_args, training_args)
     check_generation_arguments(data_args, model.config)
-    set_decoding_defaults(model, processor, data_args)
+    processor.tokenizer.padding_side = "left"  # batched generation (also for a checkpoint saved before it was set)
     apply_freezing(model, model_args)
     if model_args.lora_r and not is_peft_model(model):
         model = prepare_lora(model, processor, model_args, training_args)
     logger.info("Model: %.2fM parameters, %.2fM trainable", *parameter_counts(model))
 
     # 4. Collators and trainer (the first evaluation split is the one evaluated during training)
+    trainer = build_trainer(model, processor, data, data_args, training_args)
+    check_distributed_engine(trainer)
+    check_evaluation_rows(trainer, _evaluated_splits(data, data_args))
+    if pushing:
+        trainer.init_hf_repo()  # the repo exists (and the token works) before any training
+
+    # 5. Train (resuming from the most recently completed checkpoint of the output folder, or the one given)
+    results: dict[str, Any] = {}
+    if training_args.do_train:
+        results.update(train(trainer, model_args, data, checkpoint, plan))
+
+    # 6. Evaluate every requested split, with generation and its metrics; one predictions line per row
+    if training_args.do_eval:
+        for split_name, split in data.evaluation.items():
+            prefix = metric_prefix(split_name)
+            metrics = trainer.evaluate(split, metric_key_prefix=prefix)
+            results.update(_record(trainer, prefix, metrics, output_dir / f"predictions_{split_name}.jsonl"))
+
+    # 7. Predict the --predict_split_name split (trainer.predict(): generated ids, and the same metrics)
+    if training_args.do_predict:
+        prefix = metric_prefix(data_args.predict_split_name)
+        metrics = trainer.predict(data.prediction, metric_key_prefix=prefix).metrics
+        predictions = output_dir / f"predictions_{data_args.predict_split_name}.jsonl"
+        results.update(_record(trainer, prefix, metrics, predictions, name="predict"))
+
+    # 8. Model card (README.md, with the run's task, data, hyperparameters and results: the folder is a Hub repo) and
+    # loss curve
+    if training_args.do_train or pushing:
+        trainer.model_card_kwargs = run_card_kwargs(
+            model_args, data_args, trainer, task=data.task.name, results=results
+        )
+    if training_args.do_train:
+        trainer.create_model_card()
+    if trainer.is_world_process_zero() and not finished:  # a finished run's curve stays the one its training drew
+        plot_training_curves(trainer.state.log_history, output_dir / "loss_curve.png", title=data_args.task)
+
+    # 9. Push the output folder once, now that it holds the evaluation: model, processor, results, predictions, loss
+    # curve and card (every process takes part: saving the model may need them all)
+    if pushing:
+        training_args.push_to_hub = True  # recorded so in training_args.json
+        trainer.push_to_hub(commit_message="End of training, with evaluation")
+    return results
+
+
+def build_trainer(
+    model: torch.nn.Module, processor: Any, data: TaskData, data_args: DataArguments, training_args: TrainingArguments
+) -> MultimodalTrainer:
+    """The trainer of a run: the task's training collator (the loss) and generation collator (evaluation), whose
+    prompts may take the positions that generation leaves (longer ones are skipped, and counted)."""
     task = data.task
     collator = COLLATORS[data_args.task](
         processor=processor, task=task, max_length=data_args.max_length, packing=data_args.packing
@@ -119,12 +213,11 @@ def _train_and_evaluate(
     if data_args.cache_media_features and data.train is not None:  # frozen towers encode each medium once
         with training_args.main_process_first(desc="caching media features"):
             data.train = cache_media_features(data.train, model, collator, cache_dir=data_args.cache_dir)
-    # A prompt may take the positions that max_new_tokens leaves (longer ones are dropped and counted)
     prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
         processor=processor, task=task, max_length=prompt_room, for_generation=True
     )
-    trainer = MultimodalTrainer(
+    return MultimodalTrainer(
         model=model,
         args=training_args,
         train_dataset=data.train,
@@ -133,54 +226,113 @@ def _train_and_evaluate(
         processing_class=processor,
         callbacks=[EpochCallback(collator)],
         generation_collator=generation_collator,
-        generation_kwargs={"max_new_tokens": data_args.max_new_tokens, "num_beams": data_args.num_beams},
     )
-    check_distributed_engine(trainer)
-    check_evaluation_rows(trainer, data.evaluation)
 
-    # 5. Train (resuming from the most recently completed checkpoint of the output folder, or the one given)
-    results: dict[str, Any] = {}
-    if training_args.do_train:
-        if training_args.should_save:
-            forget_finished_run(output_dir)  # a run of another plan: its final model is about to be rewritten
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_model()
-        if training_args.should_save:  # the main process only: under DDP every rank gets here
-            processor.save_pretrained(output_dir)
-            if model_args.merge_lora and is_peft_model(trainer.model):
-                save_merged_lora(output_dir, output_dir / "merged", processor)
-        train_metrics = dict(train_result.metrics, world_size=training_args.world_size)
-        if isinstance(data.train, Sized):
-            train_metrics["train_samples"] = len(data.train)
-        train_metrics.update({f"collator_{k}": v for k, v in vars(collator.stats).items()})
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-        if training_args.should_save:
-            mark_run_finished(output_dir, plan, trainer.state.global_step)
-        results.update(train_metrics)
 
-    # 6. Evaluate every requested split, with generation and its metrics; one predictions line per row
-    if training_args.do_eval:
-        for split_name, split in data.evaluation.items():
-            prefix = metric_prefix(split_name)
-            metrics = trainer.evaluate(split, metric_key_prefix=prefix)
-            trainer.log_metrics(prefix, metrics)
-            trainer.save_metrics(prefix, metrics)
-            results.update(metrics)
-            if prefix in trainer.last_predictions and trainer.is_world_process_zero():
-                write_predictions(output_dir / f"predictions_{split_name}.jsonl", trainer.last_predictions[prefix])
+def train(
+    trainer: MultimodalTrainer, model_args: ModelArguments, data: TaskData, checkpoint: str | None, plan: Any
+) -> dict[str, Any]:
+    """Train, save the model and processor (and a merged LoRA model if asked), the training metrics and state, and
+    mark the run finished; returns the training metrics."""
+    training_args, output_dir = trainer.args, Path(trainer.args.output_dir)
+    if training_args.should_save:
+        forget_finished_run(output_dir)  # a run of another plan: its final model is about to be rewritten
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()
+    if training_args.should_save:  # the main process only: under DDP every rank gets here
+        trainer.processing_class.save_pretrained(output_dir)
+        if model_args.merge_lora and is_peft_model(trainer.model):
+            save_merged_lora(output_dir, output_dir / "merged", trainer.processing_class)
+    train_metrics = dict(train_result.metrics, world_size=training_args.world_size)
+    if isinstance(data.train, Sized):
+        train_metrics["train_samples"] = len(data.train)
+    train_metrics.update({f"collator_{k}": v for k, v in vars(trainer.data_collator.stats).items()})
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_state()
+    if training_args.should_save:
+        mark_run_finished(output_dir, plan, trainer.state.global_step)
+    return train_metrics
 
-    # 7. Model card (README.md, with the run's task, data and results: the folder is a Hub repo) and loss curve
-    if training_args.do_train:
-        step = trainer.state.global_step
-        trainer.model_card_kwargs = run_card_kwargs(
-            model_args, data_args, training_args, task=task.name, global_step=step, results=results
+
+def _record(
+    trainer: MultimodalTrainer, prefix: str, metrics: dict[str, Any], predictions: Path, name: str | None = None
+) -> dict[str, Any]:
+    """Log and save one evaluation's (or the prediction's) metrics, and write its predictions file."""
+    trainer.log_metrics(name or prefix, metrics)
+    trainer.save_metrics(name or prefix, metrics)
+    if prefix in trainer.last_predictions and trainer.is_world_process_zero():
+        write_predictions(predictions, trainer.last_predictions[prefix])
+    return metrics
+
+
+def _evaluated_splits(data: TaskData, data_args: DataArguments) -> dict[str, AnyDataset]:
+    splits = dict(data.evaluation)
+    if data.prediction is not None:
+        splits[data_args.predict_split_name] = data.prediction
+    return splits
+
+
+def set_generation_config(
+    model: torch.nn.Module, data_args: DataArguments, training_args: TrainingArguments | None = None
+) -> GenerationConfig:
+    """The one generation setting of evaluation, made the model's `generation_config` (saved with it, so that a bare
+    `generate()` and the pipelines decode the trained model as its evaluation did), and written back to every flag
+    that names it, so that all read the same values.
+
+    The settings, later ones winning: the model's `generation_config`, or `--generation_config` (a file, a folder
+    or a Hub id); then `--max_new_tokens` (or its synonym `--generation_max_length`: for this decoder-only model
+    both count the new tokens only) and `--num_beams` (or `--generation_num_beams`). Unset: 48 new tokens, greedy.
+
+    Raises:
+        `ValueError`: a flag and its synonym given different values.
+    """
+    max_new_tokens, num_beams = given_generation_flags(data_args, training_args)
+    given = getattr(training_args, "generation_config", None)
+    config = copy.deepcopy(model.generation_config) if given is None else Seq2SeqTrainer.load_generation_config(given)
+    config.max_new_tokens = _first_set(max_new_tokens, config.max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
+    config.num_beams = _first_set(num_beams, config.num_beams, 1)
+    data_args.max_new_tokens, data_args.num_beams = config.max_new_tokens, config.num_beams
+    if training_args is not None and hasattr(training_args, "generation_max_length"):  # Seq2SeqTrainingArguments
+        training_args.generation_max_length = config.max_new_tokens
+        training_args.generation_num_beams = config.num_beams
+        training_args.generation_config = config
+    model.generation_config = config
+    return config
+
+
+def given_generation_flags(
+    data_args: DataArguments, training_args: TrainingArguments | None = None
+) -> tuple[int | None, int | None]:
+    """The longest output (`--max_new_tokens` or `--generation_max_length`) and beam width (`--num_beams` or
+    `--generation_num_beams`) the flags give (`None`: not given); checked before any work.
+
+    Raises:
+        `ValueError`: a flag and its synonym given different values.
+    """
+    max_new_tokens = _one_setting(
+        ("--max_new_tokens", data_args.max_new_tokens),
+        ("--generation_max_length", getattr(training_args, "generation_max_length", None)),
+    )
+    num_beams = _one_setting(
+        ("--num_beams", data_args.num_beams),
+        ("--generation_num_beams", getattr(training_args, "generation_num_beams", None)),
+    )
+    return max_new_tokens, num_beams
+
+
+def _one_setting(flag: tuple[str, int | None], synonym: tuple[str, int | None]) -> int | None:
+    (name, value), (other_name, other_value) = flag, synonym
+    if value is not None and other_value is not None and value != other_value:
+        raise ValueError(
+            f"{name} {value} and {other_name} {other_value} are the same setting (for this decoder-only model, "
+            f"{other_name} counts new tokens too) with different values: give one of them."
         )
-        trainer.create_model_card()
-    if trainer.is_world_process_zero() and not finished:  # a finished run's curve stays the one its training drew
-        plot_training_curves(trainer.state.log_history, output_dir / "loss_curve.png", title=data_args.task)
-    return results
+    return value if value is not None else other_value
+
+
+def _first_set(*values: Any) -> Any:
+    return next(value for value in values if value is not None)
 
 
 def resume_checkpoint(training_args: TrainingArguments) -> str | None:
@@ -202,8 +354,8 @@ def model_and_processor(
         return load_checkpoint(model_args), AutoProcessor.from_pretrained(model_args.model_name_or_path)
     if data.train is None:
         raise ValueError(
-            "--do_eval without --do_train evaluates a trained model: pass --model_name_or_path (or run "
-            "scripts/evaluate_model.py on it); a new model from --preset has nothing to evaluate."
+            "--do_eval or --do_predict without --do_train evaluates a trained model: pass --model_name_or_path (or "
+            "run multimodal-gpt evaluate on it); a new model from --preset has nothing to evaluate."
         )
     tokenizer = model_args.tokenizer_name_or_path
     if checkpoint is not None:
@@ -244,9 +396,10 @@ def resumed_tokenizer(checkpoint: str, tokenizer_name_or_path: str | None) -> st
 
 
 def check_evaluation_rows(trainer: MultimodalTrainer, evaluation: dict[str, AnyDataset]) -> None:
-    """Before training: every evaluation split must have a row that evaluation can use, or the run would fail after
-    its training. Rows that a collator cannot use (a bad medium or text, a prompt longer than the room left) are
-    counted in a warning: the loss skips them, and the predictions file writes them as skipped, with the reason."""
+    """Before training: every evaluation split (and the split to predict) must have a row that evaluation can use,
+    or the run would fail after its training. Rows that a collator cannot use (a bad medium or text, a prompt longer
+    than the room left) are counted in a warning: the loss skips them, and the predictions file writes them as
+    skipped, with the reason."""
     for name, split in evaluation.items():
         if not isinstance(split, Sized):
             continue  # a stream: its rows are checked as they come
@@ -324,15 +477,6 @@ def save_merged_lora(adapter_dir: Path, merged_dir: Path, processor: Any) -> Non
     base = MultimodalGPTForConditionalGeneration.from_pretrained(lora_base_model(adapter_dir))
     merge_lora(load_lora(base, adapter_dir)).save_pretrained(merged_dir)
     processor.save_pretrained(merged_dir)
-
-
-def set_decoding_defaults(model: torch.nn.Module, processor: Any, data_args: DataArguments) -> None:
-    """The run's decoding settings go into the saved `generation_config.json`, so that a bare `generate()` and the
-    pipelines decode the trained model as its evaluation did; prompts are padded on the left for batched generation
-    (also for a checkpoint saved before processors did so)."""
-    model.generation_config.max_new_tokens = data_args.max_new_tokens
-    model.generation_config.num_beams = data_args.num_beams
-    processor.tokenizer.padding_side = "left"
 
 
 def apply_freezing(model: MultimodalGPTForConditionalGeneration, model_args: ModelArguments) -> None:

@@ -1,24 +1,26 @@
-"""The standard `Trainer` with generation-based evaluation for this decoder-only model: `generate_predictions` and
-`MultimodalTrainer`, whose `evaluate()` also generates and scores with the task's metrics, and whose checkpoints
-survive a crash and resume every parameter (see `multimodal_gpt.training.checkpoints`)."""
+"""The standard `Trainer` with generation-based evaluation for this decoder-only model, the `Seq2SeqTrainer` way
+(`MultimodalTrainer`: `evaluate()` and `predict()` generate, `compute_metrics` receives the generated ids and the
+labels), and checkpoints that survive a crash and resume every parameter (see `multimodal_gpt.training.checkpoints`).
+"""
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence, Sized
-from itertools import islice
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from datasets import Dataset
-from tqdm.auto import tqdm
-from transformers import PreTrainedModel, Trainer
+from torch.utils.data import DataLoader
+from transformers import EvalPrediction, PreTrainedModel, Seq2SeqTrainer, Trainer
+from transformers.distributed.fsdp import is_fsdp_managed_module
+from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINING_ARGS_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, PredictionOutput, has_length
 from transformers.utils import is_sagemaker_mp_enabled
 
-from ..data.collators import TaskCollator
-from ..data.tasks import BadRowError, Task
-from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
+from ..data.collators import IGNORE_INDEX, TaskCollator
 from .checkpoints import (
     CHECKPOINT_PATTERN,
     IncompleteCheckpointError,
@@ -29,9 +31,16 @@ from .checkpoints import (
     resumable_checkpoint,
     rotate_checkpoints,
 )
-from .metrics import compute_metrics_for_task
 from .model_card import write_model_card
-from .outputs import RowPrediction, describe_input
+from .outputs import RowPrediction
+from .predictions import (
+    EvaluationCollator,
+    GenerationEvalPrediction,
+    NumberedRows,
+    TaskMetrics,
+    decode_generated,
+    first_of_each_row,
+)
 
 logger = logging.getLogger(__name__)
 # What the output folder gets instead of the Trainer's pickled `training_args.bin` (checkpoints keep the pickle)
@@ -40,80 +49,40 @@ TRAINING_ARGS_JSON = "training_args.json"
 GENERATION_TASKS = ("captioning", "translation", "asr", "mmt")
 
 
-@torch.no_grad()
-def generate_predictions(
-    model: MultimodalGPTForConditionalGeneration,
-    collator: TaskCollator,
-    dataset: Iterable[Mapping[str, Any]],
-    *,
-    batch_size: int = 16,
-    progress: bool = True,
-    **generation_kwargs: Any,
-) -> list[RowPrediction]:
-    """Generate for every row of `dataset` (batched, left-padded prompts; a `Dataset`, an `IterableDataset` or a list
-    of rows) and return one [`RowPrediction`] per row, in order: its input, references and prediction (stripped of
-    the prompt), or why it was skipped (a row the collator could not use)."""
-    if not collator.for_generation:
-        raise ValueError("generate_predictions needs a collator built with for_generation=True.")
-    was_training = model.training
-    model.eval()
-    tokenizer = collator.processor.tokenizer
-    records: list[RowPrediction] = []
-    rows_left = iter(dataset)
-    total = len(dataset) if isinstance(dataset, Sized) else None
-    with tqdm(total=total, desc="generating", disable=not progress, leave=False) as bar:
-        while rows := list(islice(rows_left, batch_size)):
-            batch = collator(rows)
-            references, row_indices, skipped = (
-                batch.pop(key) for key in ("references", "row_indices", "skipped_rows")
-            )
-            predictions: list[str] = []
-            if row_indices:
-                batch = {key: value.to(model.device) for key, value in batch.items()}
-                generated = model.generate(
-                    **batch,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    **generation_kwargs,
-                )
-                predictions = collator.decode_predictions(generated, batch["input_ids"])
-            scored = dict(zip(row_indices, zip(predictions, references)))
-            for position, row in enumerate(rows):
-                record = RowPrediction(len(records), describe_input(row, collator.task), [])
-                if position in scored:
-                    record.prediction, record.references = scored[position]
-                else:
-                    record.skipped, record.references = skipped[position], _usable_references(collator.task, row)
-                records.append(record)
-            bar.update(len(rows))
-    model.train(was_training)
-    return records
+class _GenerationLoop:
+    """The rows one evaluation loop gathered (in the order of its gathered predictions) and its metric prefix."""
 
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.rows: list[RowPrediction] = []
 
-def _usable_references(task: Task, row: Mapping[str, Any]) -> list[str]:
-    """A skipped row's references, for the predictions file; none where they are what made the row unusable."""
-    try:
-        return task.references(row)
-    except BadRowError:
-        return []
-
-
-def score_predictions(task_name: str, records: Sequence[RowPrediction], prefix: str = "eval") -> dict[str, float]:
-    """The task's metrics over the scored rows, as `<prefix>_<metric>`, with `<prefix>_samples` (rows scored) and
-    `<prefix>_skipped_rows` (rows skipped): the two add up to the lines of the predictions file."""
-    scored = [record for record in records if record.skipped is None]
-    if not scored:
-        reason = records[0].skipped if records else "the split is empty"
-        raise ValueError(f"No row of the {len(records)} evaluated could be scored, e.g.: {reason}.")
-    scores = compute_metrics_for_task(task_name, [r.prediction for r in scored], [r.references for r in scored])
-    scores = {f"{prefix}_{name}": value for name, value in scores.items()}
-    scores.update({f"{prefix}_samples": len(scored), f"{prefix}_skipped_rows": len(records) - len(scored)})
-    return scores
+    def kept(self) -> list[int]:
+        return first_of_each_row(self.rows)
 
 
 class MultimodalTrainer(Trainer):
-    """`Trainer` whose `evaluate()` also generates for the evaluation rows and scores the outputs with the task's
-    metrics (`eval_wer`, `eval_bleu`, `eval_cider`, ...), next to the teacher-forced `eval_loss`.
+    """`Trainer` whose `evaluate()` and `predict()` generate for this decoder-only model, as `Seq2SeqTrainer` does
+    for encoder-decoders, next to the teacher-forced loss.
+
+    Generation-based evaluation (when a `generation_collator` is given, for captioning, translation, asr and mmt):
+
+    - `args.predict_with_generate` (`Seq2SeqTrainingArguments`; plain `TrainingArguments` count as `True`) turns it on
+      for every evaluation, periodic ones during training included; off, evaluation is the `Trainer`'s loss (and
+      logits, for a `compute_metrics` that wants them);
+    - generation settings, later ones winning: the model's `generation_config` (replaced by `args.generation_config`
+      when given), `args.generation_max_length` (for this decoder-only model, the longest output in *new* tokens:
+      `generate()`'s `max_new_tokens`) and `args.generation_num_beams`, the `generation_kwargs` given here, and the
+      keyword arguments of `evaluate(**gen_kwargs)` / `predict(**gen_kwargs)`;
+    - `compute_metrics` receives a [`GenerationEvalPrediction`] over the rows scored: the generated ids (prompt
+      stripped) and the labels (the first reference, -100 padded), plus every reference of each row; without one,
+      [`TaskMetrics`] (the task's WER/CER, BLEU/chrF or BLEU-4/CIDEr-D) scores them. The metrics also count
+      `<prefix>_samples` (rows scored) and `<prefix>_skipped_rows` (rows no collator could use: a bad medium or
+      text, a prompt longer than the room left), which add up to the rows evaluated;
+    - `predict()` returns one row of generated ids per row of the split (a skipped row's all -100), and
+      `last_predictions[prefix]` holds one [`RowPrediction`] per row (input, references, prediction or why it was
+      skipped), which `run()` writes as the predictions file;
+    - rows the training collator cannot use are left out of the loss only; iterable data sets (streams) work, also
+      across processes.
 
     Checkpoints and resuming (`multimodal_gpt.training.checkpoints`):
 
@@ -135,41 +104,266 @@ class MultimodalTrainer(Trainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if generation_collator is not None and not generation_collator.for_generation:
+            raise ValueError("generation_collator must be built with for_generation=True.")
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
+        if getattr(self.args, "generation_config", None) is not None:  # as Seq2SeqTrainer does
+            self._generating_model().generation_config = Seq2SeqTrainer.load_generation_config(
+                self.args.generation_config
+            )
         # The rows of the last evaluation of each metric prefix, with their predictions: `run()` writes them out.
         self.last_predictions: dict[str, list[RowPrediction]] = {}
         # What the model card says about the run (task, datasets, training, results): `run()` fills it in.
         self.model_card_kwargs: dict[str, Any] = {}
-        # Per evaluation split (by fingerprint): the rows the training collator cannot use, left out of the loss.
-        self._rows_without_loss: dict[str, set[int]] = {}
+        # Set for the length of one evaluate() / predict() (see `_evaluation`): whether its batches come from the
+        # task's collators, and the generation settings when it generates.
+        self._evaluating = False
+        self._generation_call: dict[str, Any] | None = None
+        self._loop: _GenerationLoop | None = None
+
+    # ----- evaluation and prediction, with generation -----------------------------------------------------------
+
+    def _generating_model(self) -> torch.nn.Module:
+        """The model whose `generation_config` `generate()` reads: the base model under a LoRA adapter."""
+        model = self.accelerator.unwrap_model(self.model)
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def generates(self) -> bool:
+        """Whether `evaluate()` and `predict()` generate: a generation collator for a generation task, and
+        `predict_with_generate` (`Seq2SeqTrainingArguments`; plain `TrainingArguments` count as `True`)."""
+        collator = self.generation_collator
+        return (
+            collator is not None
+            and collator.task.name in GENERATION_TASKS
+            and getattr(self.args, "predict_with_generate", True)
+            and not self.args.prediction_loss_only
+        )
 
     def evaluate(
         self,
-        eval_dataset: Dataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | str | None = None,
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
+        **gen_kwargs: Any,
     ) -> dict[str, float]:
-        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        metrics = super().evaluate(
-            self._rows_with_a_loss(dataset), ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
-        )
-        collator = self.generation_collator
-        if collator is None or collator.task.name not in GENERATION_TASKS:
+        """`Trainer.evaluate`, generating as the class docstring says; `gen_kwargs` go to `generate()`."""
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if isinstance(dataset, str):
+            dataset = self.eval_dataset[dataset]
+        if isinstance(dataset, dict):
+            metrics: dict[str, float] = {}
+            for name, split in dataset.items():
+                metrics.update(self.evaluate(split, ignore_keys, f"{metric_key_prefix}_{name}", **gen_kwargs))
             return metrics
-        records = generate_predictions(
-            self.model,
-            collator,
-            dataset,
-            batch_size=self.args.per_device_eval_batch_size,
-            progress=not self.args.disable_tqdm,
-            **self.generation_kwargs,
+        with self._evaluation(gen_kwargs):
+            return super().evaluate(dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    def predict(
+        self,
+        test_dataset: Dataset,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "test",
+        **gen_kwargs: Any,
+    ) -> PredictionOutput:
+        """`Trainer.predict`, generating as the class docstring says: `predictions` holds the generated ids (prompt
+        stripped), one row per row of `test_dataset`; `gen_kwargs` go to `generate()`."""
+        with self._evaluation(gen_kwargs):
+            return super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+
+    @contextlib.contextmanager
+    def _evaluation(self, gen_kwargs: dict[str, Any]) -> Iterator[None]:
+        """For one evaluate() / predict(): evaluation batches from the task's collators (the same loss batches
+        whether it generates or not), and when it generates, the generation settings and the `compute_metrics`
+        that scores the rows (the user's, or the task's)."""
+        generating = self.generates()
+        self._evaluating = generating or isinstance(self.data_collator, TaskCollator)
+        if not generating:
+            try:
+                yield
+            finally:
+                self._evaluating = False
+            return
+        if self.args.batch_eval_metrics or not self.args.eval_do_concat_batches or self.args.include_for_metrics:
+            raise ValueError(
+                "Generation-based evaluation scores every row of a split at once, with its references: it does not "
+                "take --batch_eval_metrics, --eval_do_concat_batches false or --include_for_metrics (the rows' "
+                "inputs and references are in the predictions file). Drop them, or pass --predict_with_generate "
+                "false for the Trainer's loss-only evaluation."
+            )
+        given_metrics = self.compute_metrics
+        tokenizer = self.generation_collator.processor.tokenizer
+        self._generation_call = self._generation_settings(gen_kwargs)
+        self.compute_metrics = self._scored_rows_metrics(
+            given_metrics or TaskMetrics(self.generation_collator.task, tokenizer)
         )
-        self.last_predictions[metric_key_prefix] = records
-        scores = score_predictions(collator.task.name, records, metric_key_prefix)
-        self.log(scores)
-        metrics.update(scores)
-        return metrics
+        try:
+            yield
+        finally:
+            self.compute_metrics = given_metrics
+            self._generation_call = None
+            self._evaluating = False
+
+    def _generation_settings(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`generate()`'s keyword arguments: see the class docstring for the order."""
+        settings: dict[str, Any] = {}
+        if getattr(self.args, "generation_max_length", None) is not None:
+            settings["max_new_tokens"] = self.args.generation_max_length
+        if getattr(self.args, "generation_num_beams", None) is not None:
+            settings["num_beams"] = self.args.generation_num_beams
+        settings.update(self.generation_kwargs)
+        settings.update({key: value for key, value in gen_kwargs.items() if value is not None})
+        if "max_length" in settings and "max_new_tokens" in settings:
+            settings.pop("max_new_tokens" if "max_length" in gen_kwargs else "max_length")
+        return settings
+
+    def get_eval_dataloader(self, eval_dataset: str | Dataset | None = None) -> DataLoader:
+        if not self._evaluating:
+            return super().get_eval_dataloader(eval_dataset)
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        return self._evaluation_dataloader(self.eval_dataset[dataset] if isinstance(dataset, str) else dataset)
+
+    def get_test_dataloader(self, test_dataset: Dataset) -> DataLoader:
+        if not self._evaluating:
+            return super().get_test_dataloader(test_dataset)
+        return self._evaluation_dataloader(test_dataset)
+
+    def _evaluation_dataloader(self, dataset: Any) -> DataLoader:
+        """The rows in split order (no sampler: the predictions file follows the split), collated for the loss and,
+        when it generates, for generation; across processes, accelerate gives each its share. A stream is read by
+        every process, each keeping its share (not dispatched from the first: prompts of different lengths cannot be
+        concatenated), its rows numbered so that the copies padding the last batch can be dropped."""
+        loss_collator = self.data_collator if isinstance(self.data_collator, TaskCollator) else None
+        generation_collator = self.generation_collator if self._generation_call is not None else None
+        streamed_across_processes = not has_length(dataset) and self.args.world_size > 1
+        loader = DataLoader(
+            NumberedRows(dataset) if streamed_across_processes else dataset,
+            batch_size=self.args.eval_batch_size,
+            collate_fn=EvaluationCollator(loss_collator, generation_collator),
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers,
+            multiprocessing_context=self.args.dataloader_multiprocessing_context,
+            prefetch_factor=self.args.dataloader_prefetch_factor,
+        )
+        loader_config = self.accelerator.dataloader_config
+        dispatch = loader_config.dispatch_batches
+        loader_config.dispatch_batches = False if streamed_across_processes else dispatch
+        try:
+            return self.accelerator.prepare(loader)
+        finally:
+            loader_config.dispatch_batches = dispatch
+
+    def evaluation_loop(
+        self,
+        dataloader: DataLoader,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
+        if self._generation_call is None:
+            return super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+        self._loop = _GenerationLoop(metric_key_prefix)
+        try:
+            output = super().evaluation_loop(
+                dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+            )
+            kept = self._loop.kept()
+        finally:
+            loop, self._loop = self._loop, None
+        if output.predictions is None or len(kept) == len(loop.rows):
+            return output
+        # A stream evaluated by several processes: drop the rows repeated to pad its last batch
+        return output._replace(
+            predictions=output.predictions[kept], label_ids=output.label_ids[kept], num_samples=len(kept)
+        )
+
+    def prediction_step(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        prediction_loss_only: bool,
+        ignore_keys: list[str] | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """The loss of the rows the training collator could use (a batch without any gives NaN, which the `Trainer`'s
+        `logging_nan_inf_filter` leaves out), then, when it generates and unless `prediction_loss_only`, the
+        generated ids of every row, prompt stripped (`-100` for a skipped row), and the labels."""
+        if "loss_inputs" not in inputs:  # a batch of another collator
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        if "generation_inputs" not in inputs:
+            return self._loss_step(model, inputs["loss_inputs"], prediction_loss_only, ignore_keys)
+        loss = self._loss_step(model, inputs["loss_inputs"], True, ignore_keys)[0]
+        # The rows go through the same gather as the predictions: the same order, the same padding rows dropped.
+        self._loop.rows.extend(self.accelerator.gather_for_metrics(inputs["rows"], use_gather_object=True))
+        if prediction_loss_only:
+            return loss, None, None
+        return loss, self._generate(model, inputs), inputs["labels"]
+
+    def _loss_step(
+        self, model: torch.nn.Module, loss_inputs: Any, prediction_loss_only: bool, ignore_keys: list[str] | None
+    ) -> tuple[torch.Tensor | None, Any, Any]:
+        if loss_inputs is not None:
+            return super().prediction_step(model, loss_inputs, prediction_loss_only, ignore_keys=ignore_keys)
+        if not prediction_loss_only and self.args.world_size > 1:
+            raise ValueError(
+                "A batch of the evaluation has no row the loss can use, and compute_metrics wants the logits of every "
+                "process's batch: clean the split, or evaluate in one process."
+            )
+        return torch.tensor(float("nan"), device=self.args.device), None, None
+
+    @torch.no_grad()
+    def _generate(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """`(rows, new_tokens)` ids generated for the kept rows of the batch, prompt stripped; -100 elsewhere."""
+        rows, kept, prompts = len(inputs["rows"]), inputs["kept_rows"], inputs["generation_inputs"]
+        new_tokens = torch.full((rows, 1), IGNORE_INDEX, dtype=torch.long, device=self.args.device)
+        if not kept:
+            return new_tokens
+        tokenizer = self.generation_collator.processor.tokenizer
+        settings = {
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "synced_gpus": is_deepspeed_zero3_enabled() or is_fsdp_managed_module(model),
+            **self._generation_call,
+        }
+        generated = self.accelerator.unwrap_model(model).generate(**prompts, **settings)
+        continuation = generated[:, prompts["input_ids"].shape[1] :]
+        new_tokens = torch.full(
+            (rows, max(continuation.shape[1], 1)), IGNORE_INDEX, dtype=torch.long, device=continuation.device
+        )
+        new_tokens[kept, : continuation.shape[1]] = continuation
+        return new_tokens
+
+    def _scored_rows_metrics(self, compute_metrics: Callable[[EvalPrediction], dict]) -> Callable:
+        """The `compute_metrics` the evaluation loop calls: it records every row's prediction, then calls
+        `compute_metrics` on the rows scored, and counts them."""
+
+        def score(eval_prediction: EvalPrediction) -> dict[str, Any]:
+            loop = self._loop
+            kept = loop.kept()
+            rows = [loop.rows[position] for position in kept]
+            scored = [position for position, row in enumerate(rows) if row.skipped is None]
+            if not scored:
+                reason = rows[0].skipped if rows else "the split is empty"
+                raise ValueError(f"No row of the {len(rows)} evaluated could be scored, e.g.: {reason}.")
+            predictions = np.asarray(eval_prediction.predictions)[kept][scored]
+            label_ids = np.asarray(eval_prediction.label_ids)[kept][scored]
+            texts = decode_generated(
+                self.generation_collator.processor.tokenizer, self.generation_collator.task, predictions
+            )
+            for index, row in enumerate(rows):
+                row.index = index
+            for position, text in zip(scored, texts):
+                rows[position].prediction = text
+            self.last_predictions[loop.prefix] = rows
+            references = [rows[position].references for position in scored]
+            scored_rows = GenerationEvalPrediction(predictions, label_ids, references=references, texts=texts)
+            metrics = dict(compute_metrics(scored_rows))
+            return {**metrics, "samples": len(scored), "skipped_rows": len(rows) - len(scored)}
+
+        return score
 
     def unusable_evaluation_rows(self, dataset: Dataset) -> dict[int, str]:
         """Why each row of an evaluation split that the training collator (the loss) or the generation collator
@@ -178,21 +372,8 @@ class MultimodalTrainer(Trainer):
         reasons: dict[int, str] = {}
         for collator in collators:
             if isinstance(collator, TaskCollator):
-                unusable = collator.unusable_rows(dataset)
-                if collator is self.data_collator:
-                    self._rows_without_loss[dataset._fingerprint] = set(unusable)
-                reasons = unusable | reasons
+                reasons = collator.unusable_rows(dataset) | reasons
         return reasons
-
-    def _rows_with_a_loss(self, dataset: Any) -> Any:
-        """`dataset` without the rows the training collator cannot use, so that a batch of bad rows cannot stop the
-        loss evaluation (generation keeps every row and reports the skipped ones)."""
-        if not isinstance(dataset, Dataset) or not isinstance(self.data_collator, TaskCollator):
-            return dataset
-        if dataset._fingerprint not in self._rows_without_loss:
-            self._rows_without_loss[dataset._fingerprint] = set(self.data_collator.unusable_rows(dataset))
-        skipped = self._rows_without_loss[dataset._fingerprint]
-        return dataset.select([row for row in range(len(dataset)) if row not in skipped]) if skipped else dataset
 
     # ----- checkpoints: crash-safe saves and strict resumes -----------------------------------------------------
 
@@ -330,4 +511,4 @@ class MultimodalTrainer(Trainer):
         write_model_card(self.args.output_dir, self.accelerator.unwrap_model(self.model), **card_kwargs)
 
 
-__all__ = ["GENERATION_TASKS", "MultimodalTrainer", "generate_predictions", "score_predictions"]
+__all__ = ["GENERATION_TASKS", "MultimodalTrainer"]
