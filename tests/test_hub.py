@@ -36,6 +36,7 @@ MODEL_HUB_FILES = [
     "checks_multimodal_gpt.py",
     "fusion_multimodal_gpt.py",
     "towers_multimodal_gpt.py",
+    "encoders_multimodal_gpt.py",
     "generation_multimodal_gpt.py",
     "cache_multimodal_gpt.py",
     "outputs_multimodal_gpt.py",

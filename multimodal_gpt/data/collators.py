@@ -42,11 +42,14 @@ from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
 from ..media_multimodal_gpt import load_image
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
 from .augment import Augmentation
+from .feature_cache import AUDIO_FEATURES, IMAGE_FEATURES, MEDIA_ERROR
 from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, MissingColumnError, Task
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+# The processor's outputs that hold images (one row per image); every other media output holds audio clips.
+IMAGE_INPUTS = ("pixel_values", "image_features")
 # Tokenizers report this (int(1e30)) as `model_max_length` when no limit was saved.
 _UNSET_MODEL_MAX_LENGTH = int(1e9)
 
@@ -78,12 +81,14 @@ class CollatorStats:
 
 @dataclass
 class _Sample:
-    """An example with its media decoded: PIL RGB images and float32 clips at the feature extractor's rate."""
+    """An example with its media decoded: PIL RGB images and float32 clips at the feature extractor's rate; or,
+    for a row of a media-feature cache (`features=True`), each medium's precomputed features."""
 
     example: Example
     images: list[Any]
     audio: list[np.ndarray]
     generator: np.random.Generator | None = None  # the row's augmentation choices, when augmenting
+    features: bool = False
 
 
 @dataclass
@@ -111,6 +116,11 @@ class TaskCollator:
             (pretraining) needs one of its media here, else it has nothing to learn and is skipped.
         augmentation ([`~augment.Augmentation`], *optional*): changes media at random in training batches (never in
             generation batches).
+        packing (`bool`, defaults to `False`): training batches pack their samples, whole, into as few rows of at
+            most `max_length` tokens as fit (first fit, in order), instead of one padded row per sample: no work on
+            padding. Each sample's `position_ids` restart at 0 and the batch has no `attention_mask`, which tells
+            the model (and Transformers' masks) that each token attends only to its own sample: its text and its
+            media. The loss is the unpacked batch's. Needs `max_length`.
 
     Returns (from `__call__`):
         [`BatchFeature`] with `input_ids` and `attention_mask` `(batch_size, sequence_length)`, `labels` (training)
@@ -129,6 +139,7 @@ class TaskCollator:
     epoch: int = 0
     media_targets: tuple[str, ...] = ()
     augmentation: Augmentation | None = None
+    packing: bool = False
     stats: CollatorStats = field(default_factory=CollatorStats, init=False)
     _warned: set[str] = field(default_factory=set, init=False, repr=False)
 
@@ -139,6 +150,10 @@ class TaskCollator:
                 "The tokenizer needs a pad and an eos token: call multimodal_gpt.add_multimodal_tokens(tokenizer) "
                 "(it adds <|pad|>), and use a tokenizer with an eos token such as GPT-2's <|endoftext|>."
             )
+        if self.packing and self.for_generation:
+            raise ValueError("packing=True packs training rows; generation batches are prompts: drop one of them.")
+        if self.packing and self._max_length() is None:
+            raise ValueError("packing=True packs samples into rows of max_length tokens: set max_length.")
 
     # ----- public -----------------------------------------------------------------------------------------------
 
@@ -189,8 +204,23 @@ class TaskCollator:
 
     # ----- rows -> decoded samples ------------------------------------------------------------------------------
 
+    @property
+    def changes_media_between_epochs(self) -> bool:
+        """Whether this collator gives a medium different pixels or samples from one epoch to the next (random
+        augmentation). A media-feature cache (`multimodal_gpt.data.feature_cache`) encodes each medium once, so it
+        refuses such a collator; a collator that augments media must return `True`."""
+        return self._augmenting()
+
+    def decode_media(self, example: Example) -> tuple[list[Any], list[np.ndarray]]:
+        """The example's images (PIL RGB) and clips (float32 at the feature extractor's rate), decoded by the
+        processor's own decoder, so that training and serving see the same pixels and samples. Raises the decoder's
+        error (`ValueError`, `FileNotFoundError`, `TypeError`) for an unusable medium."""
+        images = [load_image(source) for source in example.images]
+        audio = [self.processor.load_audio_clip(source) for source in example.audio]
+        return images, audio
+
     def _decode_row(self, row: Mapping[str, Any]) -> _Sample | str:
-        """The row's example with decoded media, or why the row is skipped."""
+        """The row's example with decoded media (or their cached features), or why the row is skipped."""
         self.task.check_columns(row)  # a missing column is a pipeline error: never skipped
         try:
             example = self.task.example(row, epoch=self.epoch)
@@ -199,9 +229,12 @@ class TaskCollator:
         self._check_processor_takes(example)  # a configuration error: never skipped
         if not example.target and not self.for_generation and not self._has_media_target(example):
             return self._skip(BadRowError("a media-only row, but media prediction is off (no media_targets)"))
+        if MEDIA_ERROR in row:  # a row of a media-feature cache: its media were encoded once, or were unusable
+            if row[MEDIA_ERROR]:
+                return self._skip(BadRowError(row[MEDIA_ERROR]))
+            return _Sample(example, list(row[IMAGE_FEATURES]), list(row[AUDIO_FEATURES]), features=True)
         try:  # the processor's own decoding, so that training and serving see the same pixels and samples
-            images = [load_image(source) for source in example.images]
-            audio = [self.processor.load_audio_clip(source) for source in example.audio]
+            images, audio = self.decode_media(example)
         except (ValueError, FileNotFoundError, TypeError) as error:  # the decoder's errors for unusable media
             return self._skip(error)
         if not self._augmenting():
@@ -268,13 +301,16 @@ class TaskCollator:
         """Prompt ids (bos included, placeholders expanded) per sample, and the media tensors of all samples."""
         images = [image for sample in samples for image in sample.images]
         audio = [clip for sample in samples for clip in sample.audio]
-        encoded = self.processor(
-            text=[sample.example.prompt for sample in samples],
-            images=images or None,
-            audio=audio or None,
-            sampling_rate=self.processor.feature_extractor.sampling_rate if audio else None,
-            add_special_tokens=False,
-        )
+        if len({sample.features for sample in samples}) > 1:
+            raise ValueError(
+                "A batch mixes rows of a media-feature cache with raw rows: cache the whole data set, or none of it."
+            )
+        if samples[0].features:
+            media = {"image_features": images or None, "audio_features": audio or None}
+        else:
+            sampling_rate = self.processor.feature_extractor.sampling_rate if audio else None
+            media = {"images": images or None, "audio": audio or None, "sampling_rate": sampling_rate}
+        encoded = self.processor(text=[sample.example.prompt for sample in samples], **media, add_special_tokens=False)
         bos_token_id = self._bos_token_id()
         bos = [] if bos_token_id is None else [bos_token_id]
         prompt_ids = [bos + list(ids) for ids in encoded["input_ids"]]
@@ -323,9 +359,40 @@ class TaskCollator:
             kept.append(index)
             sequences.append(prompt + target)
             labels.append(self._prompt_labels(prompt) + target)
+        if self.packing:
+            batch, order = self._packed(sequences, labels)
+            return self._finish(batch, samples, media, [kept[index] for index in order])
         batch = self._padded(sequences, padding_side="right")
         batch["labels"] = self._pad_rows(labels, IGNORE_INDEX, batch["input_ids"].shape[1], "right")
         return self._finish(batch, samples, media, kept)
+
+    def _packed(
+        self, sequences: list[list[int]], labels: list[list[int]]
+    ) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """`sequences` packed into rows of at most `max_length` tokens (see `packing`), and the order in which the
+        samples now appear (row by row), which their media follow. The padding at the end of a row is one more
+        segment whose positions restart at 0, so that no real token attends to it."""
+        rows = first_fit(list(map(len, sequences)), self._max_length())
+        length = max(sum(len(sequences[index]) for index in row) for row in rows)
+        if self.pad_to_multiple_of:
+            length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        pad_id = self.processor.tokenizer.pad_token_id
+        packed = {
+            key: torch.full((len(rows), length), value)
+            for key, value in (("input_ids", pad_id), ("labels", IGNORE_INDEX), ("position_ids", 0))
+        }
+        for row_index, row in enumerate(rows):
+            start = 0
+            for index in row:
+                end = start + len(sequences[index])
+                packed["input_ids"][row_index, start:end] = torch.tensor(sequences[index])
+                # the first token is never predicted within its sample (the shift drops it when unpacked): it must
+                # not be predicted from the end of the sample before it either
+                packed["labels"][row_index, start + 1 : end] = torch.tensor(labels[index][1:], dtype=torch.long)
+                packed["position_ids"][row_index, start:end] = torch.arange(end - start)
+                start = end
+            packed["position_ids"][row_index, start:] = torch.arange(length - start)
+        return packed, [index for row in rows for index in row]
 
     def _generation_batch(self, samples: list[_Sample], positions: list[int], skipped: dict[int, str]) -> BatchFeature:
         """Left-padded prompts of the samples that fit, with their references and rows; `skipped_rows` says why each
@@ -413,27 +480,46 @@ class TaskCollator:
         return padded
 
     def _kept_media(self, samples: list[_Sample], media: dict[str, torch.Tensor], kept: list[int]) -> dict:
-        """The media tensors of the kept samples only, still in placeholder order."""
+        """The media tensors of the kept samples only, in the placeholder order of the batch: the order of `kept`
+        (ascending, or the order in which packing laid the samples out)."""
         image_owner = [index for index, sample in enumerate(samples) for _ in sample.example.images]
         audio_owner = [index for index, sample in enumerate(samples) for _ in sample.example.audio]
-        kept_set = set(kept)
         selected: dict[str, torch.Tensor] = {}
         for key, tensor in media.items():
-            owners = image_owner if key == "pixel_values" else audio_owner
-            rows = [row for row, owner in enumerate(owners) if owner in kept_set]
+            owners = image_owner if key in IMAGE_INPUTS else audio_owner
+            rows = [row for sample in kept for row, owner in enumerate(owners) if owner == sample]
             if rows:
-                selected[key] = tensor if len(rows) == len(owners) else tensor[rows]
-        if "input_values" in selected and len(selected["input_values"]) < len(media["input_values"]):
-            # Waveforms are padded to the longest clip of the batch; a dropped sample may have been that clip.
-            longest = int(selected["input_values_mask"].sum(-1).max())
-            selected["input_values"] = selected["input_values"][:, :longest]
-            selected["input_values_mask"] = selected["input_values_mask"][:, :longest]
+                selected[key] = tensor if rows == list(range(len(owners))) else tensor[rows]
+        for key in ("input_values", "audio_features"):
+            if key in selected and len(selected[key]) < len(media[key]):
+                # Waveforms (and features) are padded to the longest clip of the batch; a dropped sample may have
+                # been that clip.
+                longest = int(selected[f"{key}_mask"].sum(-1).max())
+                selected[key] = selected[key][:, :longest]
+                selected[f"{key}_mask"] = selected[f"{key}_mask"][:, :longest]
         return selected
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning(message)
+
+
+def first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into bins of at most `capacity` (each goes into the first bin with room, in
+    order): the rows of a packed batch. A length above `capacity` gets a bin of its own (the collators never make
+    one: they cut or drop longer samples first)."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for index, length in enumerate(lengths):
+        target = next((slot for slot, free in enumerate(room) if free >= length), None)
+        if target is None:
+            bins.append([])
+            room.append(capacity)
+            target = len(bins) - 1
+        bins[target].append(index)
+        room[target] -= length
+    return bins
 
 
 @dataclass
@@ -510,4 +596,5 @@ __all__ = [
     "PretrainCollator",
     "TaskCollator",
     "TranslationCollator",
+    "first_fit",
 ]

@@ -464,7 +464,9 @@ def available_splits(data_args: Any, media_columns: Sequence[str] = ()) -> tuple
     is_builtin = data_args.dataset_name is None or data_args.dataset_name in BUILTIN_SOURCES
     has_files = any(getattr(data_args, flag) for flag in SPLIT_FILES.values())
     if is_builtin and not has_files:
-        unused = ["dataset_config_name", "cache_dir"]
+        unused = ["dataset_config_name"]
+        if not getattr(data_args, "cache_media_features", False):  # the media-feature cache is written there
+            unused.append("cache_dir")
         if data_args.min_duration_in_seconds is None and data_args.max_duration_in_seconds is None:
             unused.append("preprocessing_num_workers")  # only the duration filter runs in processes here
         for flag in unused:

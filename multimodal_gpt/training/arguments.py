@@ -234,7 +234,11 @@ class DataArguments:
         },
     )
     cache_dir: str | None = field(
-        default=None, metadata={"help": "The datasets cache folder (default: $HF_DATASETS_CACHE)."}
+        default=None,
+        metadata={
+            "help": "The datasets cache folder (default: $HF_DATASETS_CACHE), also where --cache_media_features "
+            "stores its features."
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     max_eval_samples: int | None = field(
@@ -311,6 +315,24 @@ class DataArguments:
         metadata={
             "help": "captioning, mmt, pretrain, training only: flip half the images, except those whose texts name "
             "a side (left/right, links/rechts, ...), which a flip would make wrong."
+        },
+    )
+    cache_media_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Encode every image and clip of the training split once with the frozen towers, store the "
+            "features in a datasets cache (keyed by the data, the towers' weights and the processor's settings, so a "
+            "rerun reuses it) and train from them: a step then costs what the fusion and GPT-2 cost. Needs frozen "
+            "towers (--freeze_towers or --train_only_fusion) without dropout or SpecAugment in their config; not "
+            "with --streaming. The files go under --cache_dir (default $HF_DATASETS_CACHE)."
+        },
+    )
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack each training batch's samples into as few rows of --max_length tokens as fit, instead of "
+            "one padded row each: no work on padding. Positions restart at 0 for every sample and each token "
+            "attends only to its own sample (text and media), so the loss is the unpacked one."
         },
     )
 
@@ -419,6 +441,8 @@ def check_data_arguments(data_args: DataArguments, *, training: bool = True) -> 
         raise ValueError(
             f"An evaluation reads no training split: drop {', '.join(_given(data_args, TRAINING_DATA_FLAGS))}."
         )
+    if data_args.cache_media_features and data_args.streaming:
+        raise ValueError("--cache_media_features stores features next to a data set; --streaming has none: drop one.")
     if data_args.streaming and data_args.preprocessing_num_workers is not None:
         raise ValueError("--preprocessing_num_workers prepares a data set in processes; --streaming prepares none.")
     if not data_args.eval_split_name:
@@ -452,6 +476,15 @@ def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) 
     elif model_args.tokenizer_name_or_path is not None and model_args.vocab_size is not None:
         raise ValueError("--vocab_size sizes a tokenizer trained here; --tokenizer_name_or_path loads one: drop one.")
     text_only = data_args.task in TEXT_ONLY_TASKS or (data_args.task == "mmt" and data_args.text_only)
+    if data_args.cache_media_features and text_only:
+        raise ValueError("--cache_media_features caches the features of media, but this task has none: drop it.")
+    frozen_towers = model_args.freeze_towers or model_args.train_only_fusion
+    if data_args.cache_media_features and (not frozen_towers or model_args.lora_target_towers):
+        raise ValueError(
+            "--cache_media_features encodes each medium once with frozen towers, but the towers train here"
+            + (" (--lora_target_towers)" if model_args.lora_target_towers else "")
+            + ": add --freeze_towers (or --train_only_fusion), or drop --cache_media_features."
+        )
     if model_args.train_only_fusion and text_only:
         task = "--task mmt --text_only" if data_args.task == "mmt" else f"--task {data_args.task}"
         raise ValueError(

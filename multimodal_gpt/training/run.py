@@ -21,6 +21,7 @@ from transformers.trainer_utils import HubStrategy, IntervalStrategy
 from ..configuration_multimodal_gpt import add_multimodal_tokens
 from ..data.augment import augmentation_from_arguments
 from ..data.collators import COLLATORS, EpochCallback
+from ..data.feature_cache import cache_media_features
 from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import (
@@ -226,7 +227,11 @@ def build_trainer(
         max_length=data_args.max_length,
         media_targets=tuple(model.config.media_prediction_modalities),
         augmentation=augmentation_from_arguments(data_args, training_args.seed),
+        packing=data_args.packing,
     )
+    if data_args.cache_media_features and data.train is not None:  # frozen towers encode each medium once
+        with training_args.main_process_first(desc="caching media features"):
+            data.train = cache_media_features(data.train, model, collator, cache_dir=data_args.cache_dir)
     prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
         processor=processor, task=task, max_length=prompt_room, for_generation=True
