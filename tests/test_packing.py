@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from multimodal_gpt.data.collators import ASRCollator, PretrainCollator, TranslationCollator, first_fit
+from multimodal_gpt.data.collators import ASRCollator, PretrainCollator, TranslationCollator, pack_rows
 from tests.tiny_models import FUSIONS, open_gates, tiny_processor_and_model
 
 
@@ -67,7 +67,7 @@ def test_packed_rows_hold_whole_samples_with_their_own_positions_and_their_media
     plain = PretrainCollator(processor, max_length=60)(rows)
     packed = PretrainCollator(processor, max_length=60, packing=True)(rows)
     lengths = plain["attention_mask"].sum(-1).tolist()
-    plan = first_fit(lengths, 60)
+    plan = pack_rows(lengths, 60)
     assert plan == [[0, 2], [1]]  # the third sample joins the first row: its image must come second
     for row, samples in enumerate(plan):
         start = 0
@@ -82,10 +82,23 @@ def test_packed_rows_hold_whole_samples_with_their_own_positions_and_their_media
     torch.testing.assert_close(packed["pixel_values"], plain["pixel_values"][[0, 2, 1]])
 
 
-def test_first_fit_keeps_order_within_rows_and_fills_earlier_rows_first():
-    assert first_fit([5, 4, 3, 2, 1], capacity=6) == [[0, 4], [1, 3], [2]]
-    assert first_fit([6, 6], capacity=6) == [[0], [1]]
-    assert first_fit([], capacity=6) == []
+def test_pack_rows_takes_the_fewest_rows_and_balances_them():
+    assert pack_rows([5, 4, 3, 2, 1], capacity=6) == [[0], [1, 4], [2, 3]]  # first fit: rows of 6, 6 and 3
+    assert pack_rows([6, 6], capacity=6) == [[0], [1]]
+    assert pack_rows([], capacity=6) == []
+    # first fit in order would make rows of 256 and 101 tokens (both padded to 256): balanced, 193 and 164
+    lengths = [64, 60, 58, 44, 30, 55, 46]
+    assert pack_rows(lengths, capacity=256) == [[0, 3, 4, 5], [1, 2, 6]]
+    # where balancing leaves a sample no room, first fit decreasing's rows stay (never one more row)
+    assert pack_rows([5, 5, 4, 3, 3], capacity=10) == [[0, 1], [2, 3, 4]]
+
+
+def test_a_batch_that_packing_would_not_shorten_stays_padded():
+    processor, _ = tiny_processor_and_model(fusion="mlp")
+    rows = [{"source": "ein Hund " * 2, "target": "a dog " * 2} for _ in range(2)]  # 68 tokens each: a row each
+    batch = TranslationCollator(processor, max_length=100, packing=True)(rows)
+    plain = TranslationCollator(processor, max_length=100)(rows)
+    assert "attention_mask" in batch and torch.equal(batch["input_ids"], plain["input_ids"])
 
 
 def test_packing_reorders_media_with_their_samples():
@@ -99,7 +112,7 @@ def test_packing_reorders_media_with_their_samples():
     ]
     plain = ASRCollator(processor, max_length=120)(rows)
     packed = ASRCollator(processor, max_length=120, packing=True)(rows)
-    assert first_fit(plain["attention_mask"].sum(-1).tolist(), 120) == [[0, 2], [1]]
+    assert pack_rows(plain["attention_mask"].sum(-1).tolist(), 120) == [[0, 2], [1]]
     torch.testing.assert_close(model(**packed).loss, model(**plain).loss, rtol=1e-5, atol=1e-6)
 
 

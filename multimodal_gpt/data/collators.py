@@ -117,10 +117,11 @@ class TaskCollator:
         augmentation ([`~augment.Augmentation`], *optional*): changes media at random in training batches (never in
             generation batches).
         packing (`bool`, defaults to `False`): training batches pack their samples, whole, into as few rows of at
-            most `max_length` tokens as fit (first fit, in order), instead of one padded row per sample: no work on
-            padding. Each sample's `position_ids` restart at 0 and the batch has no `attention_mask`, which tells
-            the model (and Transformers' masks) that each token attends only to its own sample: its text and its
-            media. The loss is the unpacked batch's. Needs `max_length`.
+            most `max_length` tokens as fit (balanced, see [`pack_rows`]), instead of one padded row per sample:
+            less work on padding. A batch that packing would not shorten is padded as usual. Each sample's
+            `position_ids` restart at 0 and the batch has no `attention_mask`, which tells the model (and
+            Transformers' masks) that each token attends only to its own sample: its text and its media. The loss
+            is the unpacked batch's. Needs `max_length`.
 
     Returns (from `__call__`):
         [`BatchFeature`] with `input_ids` and `attention_mask` `(batch_size, sequence_length)`, `labels` (training)
@@ -359,8 +360,9 @@ class TaskCollator:
             kept.append(index)
             sequences.append(prompt + target)
             labels.append(self._prompt_labels(prompt) + target)
-        if self.packing:
-            batch, order = self._packed(sequences, labels)
+        packed = self._packed(sequences, labels) if self.packing else None
+        if packed is not None:
+            batch, order = packed
             return self._finish(batch, samples, media, [kept[index] for index in order])
         batch = self._padded(sequences, padding_side="right")
         batch["labels"] = self._pad_rows(labels, IGNORE_INDEX, batch["input_ids"].shape[1], "right")
@@ -368,14 +370,15 @@ class TaskCollator:
 
     def _packed(
         self, sequences: list[list[int]], labels: list[list[int]]
-    ) -> tuple[dict[str, torch.Tensor], list[int]]:
+    ) -> tuple[dict[str, torch.Tensor], list[int]] | None:
         """`sequences` packed into rows of at most `max_length` tokens (see `packing`), and the order in which the
-        samples now appear (row by row), which their media follow. The padding at the end of a row is one more
-        segment whose positions restart at 0, so that no real token attends to it."""
-        rows = first_fit(list(map(len, sequences)), self._max_length())
-        length = max(sum(len(sequences[index]) for index in row) for row in rows)
-        if self.pad_to_multiple_of:
-            length = math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        samples now appear (row by row), which their media follow; `None` when packing would not take fewer
+        positions than one padded row per sample (then the batch is padded as usual). The padding at the end of a
+        row is one more segment whose positions restart at 0, so that no real token attends to it."""
+        rows = pack_rows(list(map(len, sequences)), self._max_length())
+        length = self._padded_length(max(sum(len(sequences[index]) for index in row) for row in rows))
+        if len(rows) * length >= len(sequences) * self._padded_length(max(map(len, sequences))):
+            return None
         pad_id = self.processor.tokenizer.pad_token_id
         packed = {
             key: torch.full((len(rows), length), value)
@@ -393,6 +396,11 @@ class TaskCollator:
                 start = end
             packed["position_ids"][row_index, start:] = torch.arange(length - start)
         return packed, [index for row in rows for index in row]
+
+    def _padded_length(self, length: int) -> int:
+        if self.pad_to_multiple_of:
+            return math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return length
 
     def _generation_batch(self, samples: list[_Sample], positions: list[int], skipped: dict[int, str]) -> BatchFeature:
         """Left-padded prompts of the samples that fit, with their references and rows; `skipped_rows` says why each
@@ -505,10 +513,30 @@ class TaskCollator:
             logger.warning(message)
 
 
-def first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
-    """Indices of `lengths` grouped into bins of at most `capacity` (each goes into the first bin with room, in
-    order): the rows of a packed batch. A length above `capacity` gets a bin of its own (the collators never make
-    one: they cut or drop longer samples first)."""
+def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into rows of at most `capacity`: the rows of a packed batch. As few rows as first
+    fit decreasing makes, balanced where it can be (longest sample first, each into the row that holds the fewest
+    tokens), so that the longest row, which every row is padded to, stays short; a row keeps its samples in their
+    order, and the rows follow their first samples. A length above `capacity` gets a row of its own (the collators
+    never make one: they cut or drop longer samples first)."""
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    fewest = [[order[slot] for slot in row] for row in _first_fit([lengths[index] for index in order], capacity)]
+    rows = fewest
+    balanced: list[list[int]] = [[] for _ in fewest]
+    totals = [0] * len(fewest)
+    for index in order:
+        row = min(range(len(balanced)), key=lambda row: totals[row])
+        if totals[row] + lengths[index] > capacity:
+            break  # the lightest row has no room: keep first fit's rows
+        balanced[row].append(index)
+        totals[row] += lengths[index]
+    else:
+        rows = balanced
+    return sorted((sorted(row) for row in rows if row), key=lambda row: row[0])
+
+
+def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of `lengths` in bins of at most `capacity`, each into the first bin with room, in order."""
     bins: list[list[int]] = []
     room: list[int] = []
     for index, length in enumerate(lengths):
@@ -596,5 +624,5 @@ __all__ = [
     "PretrainCollator",
     "TaskCollator",
     "TranslationCollator",
-    "first_fit",
+    "pack_rows",
 ]
