@@ -9,6 +9,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from multimodal_gpt.training import DataArguments, ModelArguments
 from multimodal_gpt.training.averaging import average_checkpoints, last_checkpoints
+from multimodal_gpt.training.cli import train_main
 from multimodal_gpt.training.optimization import StagedTrainingCallback, module_group, parameter_groups
 from multimodal_gpt.training.outputs import draw_training_curves, plot_training_curves
 from multimodal_gpt.training.recipes import (
@@ -21,7 +22,6 @@ from multimodal_gpt.training.recipes import (
     write_recipe_record,
 )
 from multimodal_gpt.training.trainer import MultimodalTrainer
-from scripts import train
 from tests.test_training_step import collate, make_samples
 from tests.tiny_models import image_input, tiny_model
 
@@ -259,7 +259,7 @@ def test_a_run_with_every_recipe_option(tmp_path):
         )
     )
     output_dir = tmp_path / "run"
-    results = train.main(
+    results = train_main(
         ["--recipe", str(recipe), "--output_dir", str(output_dir), "--dataset_name", "synthetic",
          "--max_train_samples", "16", "--max_steps", "3", "--per_device_train_batch_size", "4",
          "--per_device_eval_batch_size", "4", "--max_eval_samples", "4", "--vocab_size", "300", "--use_cpu",
