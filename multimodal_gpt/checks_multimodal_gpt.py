@@ -130,6 +130,33 @@ def check_audio_inputs(
     return audio, audio_mask
 
 
+def check_media_features(
+    name: str, features: torch.Tensor, mask: torch.Tensor | None, width: int, tower: nn.Module | None
+) -> None:
+    """Precomputed `image_features` / `audio_features` (num_media, num_features, width), computed by the model's
+    `encode_images` / `encode_audio` (audio with its mask (num_media, num_features)). They skip the tower, so the
+    tower must not be training: its gradients would silently be lost."""
+    argument = f"{name}_features"
+    modality = "vision" if name == "image" else "audio"
+    if tower is None:
+        raise ValueError(f"{argument} were given, but this model has no {modality} tower (config.{modality}_config).")
+    if features.ndim != 3 or features.shape[-1] != width:
+        raise ValueError(
+            f"{argument} must have shape (num_{name}s, num_features, {width}), got {tuple(features.shape)}: compute "
+            f"them with this model's encode_{'images' if name == 'image' else 'audio'} (the width depends on the "
+            "tower, the feature layer and the token merge or frame reduction)."
+        )
+    check_media_values(argument, features)
+    if name == "audio" and (mask is None or tuple(mask.shape) != tuple(features.shape[:2])):
+        shape = None if mask is None else tuple(mask.shape)
+        raise ValueError(f"audio_features need audio_features_mask of shape {tuple(features.shape[:2])}, got {shape}.")
+    if torch.is_grad_enabled() and tower.training and any(p.requires_grad for p in tower.parameters()):
+        raise ValueError(
+            f"{argument} skip the {modality} tower, which is trainable: it would get no gradient. Freeze it "
+            f"(model.freeze_towers('{modality}'), --freeze_towers), or give the raw media instead."
+        )
+
+
 def check_sequence_length(sequence_length: int, cache: Cache | None, n_positions: int) -> None:
     """GPT-2's learned positions end at `n_positions`: past them it would index out of its position table."""
     past = cache.get_seq_length() if cache is not None else 0
@@ -172,6 +199,7 @@ def check_media_count(name: str, num_placeholders: torch.Tensor, num_features: i
 __all__ = [
     "check_audio_inputs",
     "check_media_count",
+    "check_media_features",
     "check_media_values",
     "check_pixel_values",
     "check_placeholders_have_media",

@@ -17,6 +17,14 @@ AUDIO_TOKEN = "<audio>"
 PAD_TOKEN = "<|pad|>"
 FUSION_TYPES = ("linear", "mlp", "resampler", "cross_attention")
 MODALITIES = ("vision", "audio")
+# Fusions that give GPT-2 one token per patch / audio frame group, in order: media prediction needs them.
+PER_ELEMENT_FUSIONS = ("linear", "mlp")
+# Towers whose features at patch / frame i mix the other positions only through self-attention (plus, for Whisper,
+# the known overlap of its two convolutions), so that a causal attention mask makes them causal.
+CAUSAL_CAPABLE_TOWERS = {
+    "vision": ("vit", "clip_vision_model", "siglip_vision_model", "dinov2", "dinov2_with_registers"),
+    "audio": ("whisper",),
+}
 # Vision towers that interpolate their position embeddings, so any image size (a multiple of the patch) works.
 INTERPOLATING_VISION_TOWERS = ("dinov2", "dinov2_with_registers", "dinov3_vit")
 
@@ -50,6 +58,14 @@ class MultimodalGPTConfig(PreTrainedConfig):
             patch tokens are used: class and register tokens are dropped.
         audio_feature_layer (`int`, defaults to -1):
             Which hidden state of the audio tower feeds the fusion.
+        vision_token_merge (`int`, defaults to 1):
+            Each `n` x `n` block of neighbouring patches becomes one feature before the fusion (`1`: every patch is
+            one), so the `"linear"` / `"mlp"` fusions send `n * n` times fewer image tokens (a 7 x 7 grid and `n=2`:
+            16 instead of 49; a grid that `n` does not divide is padded with zero features), and the resampler and
+            cross-attention attend to fewer media positions. InternVL's pixel shuffle and LLaVA-OneVision's pooling.
+        vision_token_merge_mode (`str`, defaults to `"stack"`):
+            `"stack"` concatenates the block's features (space-to-depth: nothing lost, the fusion input grows
+            `n * n`-fold); `"mean"` averages the block's real patches.
         audio_frame_reduction (`int`, defaults to 4):
             Audio encoders emit about 50 frames a second; this many consecutive frames become one (`1` to keep all).
         audio_frame_reduction_mode (`str`, defaults to `"stack"`):
@@ -66,6 +82,9 @@ class MultimodalGPTConfig(PreTrainedConfig):
             With `"cross_attention"` fusion, a gated cross-attention layer sits before every n-th GPT-2 block.
         cross_attention_num_heads (`int`, *optional*):
             Heads of the gated cross-attention; defaults to GPT-2's number of heads.
+        cross_attention_feed_forward_mult (`int`, defaults to 4):
+            Width of the gated feed-forward after each gated cross-attention, in multiples of GPT-2's hidden size
+            (Flamingo's `ff_mult`); `0` leaves the feed-forward out (a cheaper block: the cross-attention alone).
         labelled_logits_only (`bool`, defaults to `True`):
             In training mode with `labels`, compute the 50k-way LM head only at positions that have a label (prompt,
             media and padding positions have none): the LM head dominates the cost of a step. The loss is identical;
@@ -74,6 +93,18 @@ class MultimodalGPTConfig(PreTrainedConfig):
             Tie GPT-2's LM head to its input embeddings, as GPT-2 does.
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the initialisation of the fusion weights.
+        media_loss_weight (`float` or `dict[str, float]`, defaults to 0.0):
+            Weight of next-element prediction for media against the next-token text loss (0: text only, exactly
+            GPT-2's loss). With a weight above 0 the model has a prediction head for that modality, and a media token
+            whose label is its own placeholder id (`<image>` / `<audio>`; the pretraining collator labels them so) is
+            a target: the GPT-2 state one position earlier regresses that patch's normalised pixels (AIM) or that
+            audio token's normalised log-mel frames (APC), while the tower runs with a causal attention mask, so that
+            no position has seen the element it predicts. Needs a per-element fusion (`"linear"` / `"mlp"`) and a
+            ViT-family vision tower or a Whisper audio tower. A float applies to every tower; `{"vision": ...,
+            "audio": ...}` chooses per modality.
+        label_smoothing (`float`, defaults to 0.0):
+            Label smoothing of the text loss (the training scripts set it from `--label_smoothing_factor`): computed
+            here because with `labelled_logits_only` the `Trainer`'s label smoother has no logits to smooth.
 
     Example:
 
@@ -106,6 +137,8 @@ class MultimodalGPTConfig(PreTrainedConfig):
     audio_token_id: int | None = None
     vision_feature_layer: int = -1
     audio_feature_layer: int = -1
+    vision_token_merge: int = 1
+    vision_token_merge_mode: Literal["stack", "mean"] = "stack"
     audio_frame_reduction: int = 4
     audio_frame_reduction_mode: Literal["stack", "mean"] = "stack"
     projector_hidden_act: str = "gelu"
@@ -114,13 +147,17 @@ class MultimodalGPTConfig(PreTrainedConfig):
     resampler_num_heads: int = 8
     cross_attention_interval: int = 1
     cross_attention_num_heads: int | None = None
+    cross_attention_feed_forward_mult: int = 4
     labelled_logits_only: bool = True
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
+    media_loss_weight: float | dict[str, float] = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         self.fusion = self._normalized_fusion()
+        self.media_loss_weight = self.media_loss_weights()
         self._check_towers()
         self._check_sizes()
         if self.text_config.model_type != "gpt2":
@@ -182,6 +219,47 @@ class MultimodalGPTConfig(PreTrainedConfig):
                 raise ValueError(f"Unknown fusion '{name}': choose one of {FUSION_TYPES}.")
         return fusion
 
+    def media_loss_weights(self) -> dict[str, float]:
+        """`media_loss_weight` as `{modality: weight}` for the modalities with a tower, each checked: a weight above 0
+        needs a per-element fusion and a tower that a causal attention mask makes causal. (Read through here: a
+        `from_pretrained(..., media_loss_weight=0.0)` override sets the field after the checks.)"""
+        towers = [modality for modality in MODALITIES if self.modality_config(modality) is not None]
+        given = self.media_loss_weight
+        weights = {modality: float(given) for modality in towers} if isinstance(given, (int, float)) else dict(given)
+        for modality, weight in weights.items():
+            if modality not in towers:
+                raise ValueError(
+                    f"media_loss_weight has an entry for '{modality}', which has no tower here; the modalities with a "
+                    f"tower are {towers}."
+                )
+            if not weight >= 0:
+                raise ValueError(f"media_loss_weight for {modality} must be >= 0, got {weight}.")
+            if weight > 0:
+                self._check_media_prediction(modality)
+        return {modality: float(weights.get(modality, 0.0)) for modality in towers}
+
+    def _check_media_prediction(self, modality: str) -> None:
+        fusion = self.fusion[modality]
+        if fusion not in PER_ELEMENT_FUSIONS:
+            raise ValueError(
+                f"media_loss_weight > 0 for {modality} predicts each next patch / frame from the GPT-2 position of "
+                f"the one before, but fusion '{fusion}' gives GPT-2 no per-element positions: use fusion "
+                f"{' or '.join(PER_ELEMENT_FUSIONS)} for {modality}, or media_loss_weight 0."
+            )
+        if modality == "vision" and self.vision_token_merge > 1:
+            raise ValueError(
+                f"media_loss_weight > 0 for vision predicts each next patch from the position of the one before, but "
+                f"vision_token_merge={self.vision_token_merge} merges patches into fewer positions: use "
+                "vision_token_merge 1, or media_loss_weight 0 for vision."
+            )
+        model_type = self.modality_config(modality).model_type
+        if model_type not in CAUSAL_CAPABLE_TOWERS[modality]:
+            raise ValueError(
+                f"media_loss_weight > 0 for {modality} needs a tower that a causal attention mask makes causal (else "
+                f"position i has already seen element i+1): {list(CAUSAL_CAPABLE_TOWERS[modality])}, not "
+                f"'{model_type}' (wav2vec2 and HuBERT mix neighbouring frames through a positional convolution)."
+            )
+
     def _check_towers(self) -> None:
         for modality, token in (("vision", "image"), ("audio", "audio")):
             if self.modality_config(modality) is not None and getattr(self, f"{token}_token_id") is None:
@@ -203,8 +281,17 @@ class MultimodalGPTConfig(PreTrainedConfig):
     def _check_sizes(self) -> None:
         if self.audio_frame_reduction < 1:
             raise ValueError(f"audio_frame_reduction must be >= 1, got {self.audio_frame_reduction}.")
+        if self.vision_token_merge < 1:
+            raise ValueError(f"vision_token_merge must be >= 1 (1: no merge), got {self.vision_token_merge}.")
+        if self.cross_attention_feed_forward_mult < 0:
+            raise ValueError(
+                "cross_attention_feed_forward_mult must be >= 0 (0: no feed-forward), got "
+                f"{self.cross_attention_feed_forward_mult}."
+            )
         if self.cross_attention_interval < 1:
             raise ValueError(f"cross_attention_interval must be >= 1, got {self.cross_attention_interval}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
         hidden_size = self.text_config.hidden_size
         if "resampler" in self.fusion.values() and hidden_size % self.resampler_num_heads:
             raise ValueError(
@@ -223,6 +310,11 @@ class MultimodalGPTConfig(PreTrainedConfig):
         return self.vision_config if modality == "vision" else self.audio_config
 
     @property
+    def media_prediction_modalities(self) -> list[str]:
+        """The modalities with next-element prediction (`media_loss_weight` above 0)."""
+        return [modality for modality, weight in self.media_loss_weights().items() if weight > 0]
+
+    @property
     def cross_attention_heads(self) -> int:
         return self.cross_attention_num_heads or self.text_config.n_head
 
@@ -237,13 +329,14 @@ class MultimodalGPTConfig(PreTrainedConfig):
         """What the processor needs to know to expand `<image>` / `<audio>` to the number of tokens this model
         produces: the fusion per modality, the vision patch size, the audio tower's convolutions and the frame
         reduction. Plain JSON, saved in `processor_config.json`; `num_image_tokens` / `num_audio_tokens` below and
-        the processor both count through it."""
+        the processor both count through it. A spec saved before `token_merge` existed counts as `token_merge=1`."""
         spec: dict[str, dict[str, Any] | None] = {"image": None, "audio": None}
         if self.vision_config is not None:
             spec["image"] = {
                 "fusion": self.fusion["vision"],
                 "patch_size": list(_pair(self.vision_config.patch_size)),
                 "image_size": list(_pair(self.vision_config.image_size)),
+                "token_merge": self.vision_token_merge,
                 "resampler_num_queries": self.resampler_num_queries,
             }
         if self.audio_config is not None:
@@ -303,23 +396,39 @@ def convolved_length(input_length: Any, convolutions: list[list[int]]) -> Any:
     return input_length
 
 
-def count_image_tokens(spec: dict[str, Any], height: int | None = None, width: int | None = None) -> int:
-    """Tokens for one image under `spec` (see `MultimodalGPTConfig.media_token_spec`)."""
-    if spec["fusion"] == "cross_attention":
-        return 1  # the placeholder stays one marker token; GPT-2 attends to the patches
-    if spec["fusion"] == "resampler":
-        return spec["resampler_num_queries"]
+def count_image_features(spec: dict[str, Any], height: int | None = None, width: int | None = None) -> int:
+    """Features one image gives the fusion under `spec`: its patches, `token_merge` x `token_merge` blocks merged
+    (a partial block at the edge counts as one)."""
     height, width = height or spec["image_size"][0], width or spec["image_size"][1]
-    return (height // spec["patch_size"][0]) * (width // spec["patch_size"][1])
+    merge = spec.get("token_merge", 1)  # absent from processor configs saved before the option existed
+    rows, columns = height // spec["patch_size"][0], width // spec["patch_size"][1]
+    return math.ceil(rows / merge) * math.ceil(columns / merge)
 
 
-def count_audio_tokens(spec: dict[str, Any], input_length: int) -> int:
-    """Tokens for one clip whose tower input is `input_length` long, under `spec`."""
+def count_audio_features(spec: dict[str, Any], input_length: int) -> int:
+    """Valid features one clip whose tower input is `input_length` long gives the fusion: the tower's frames, every
+    `frame_reduction` of them made one."""
+    return math.ceil(convolved_length(input_length, spec["convolutions"]) / spec["frame_reduction"])
+
+
+def count_media_tokens(spec: dict[str, Any], num_features: int) -> int:
+    """Tokens one medium of `num_features` fusion-input features becomes under `spec`: one per feature for the
+    projector fusions, the resampler's queries, or one marker for cross-attention (GPT-2 attends to the features)."""
     if spec["fusion"] == "cross_attention":
         return 1
     if spec["fusion"] == "resampler":
         return spec["resampler_num_queries"]
-    return math.ceil(convolved_length(input_length, spec["convolutions"]) / spec["frame_reduction"])
+    return num_features
+
+
+def count_image_tokens(spec: dict[str, Any], height: int | None = None, width: int | None = None) -> int:
+    """Tokens for one image under `spec` (see `MultimodalGPTConfig.media_token_spec`)."""
+    return count_media_tokens(spec, count_image_features(spec, height, width))
+
+
+def count_audio_tokens(spec: dict[str, Any], input_length: int) -> int:
+    """Tokens for one clip whose tower input is `input_length` long, under `spec`."""
+    return count_media_tokens(spec, count_audio_features(spec, input_length))
 
 
 def add_multimodal_tokens(tokenizer: Any) -> dict[str, int]:
@@ -393,8 +502,11 @@ __all__ = [
     "PAD_TOKEN",
     "MultimodalGPTConfig",
     "add_multimodal_tokens",
+    "count_audio_features",
     "count_audio_tokens",
+    "count_image_features",
     "count_image_tokens",
+    "count_media_tokens",
     "load_text_tokenizer",
     "tower_config",
 ]

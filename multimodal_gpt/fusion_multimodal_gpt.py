@@ -68,6 +68,46 @@ class AudioFrameReducer(nn.Module):
         return reduced, group_mask.any(-1)
 
 
+class VisionTokenMerger(nn.Module):
+    """Merges each `factor` x `factor` block of neighbouring patches into one feature: fewer image tokens for the
+    same picture (InternVL's pixel shuffle, LLaVA-OneVision's pooling).
+
+    `"stack"` concatenates the block's features in row-major order (space-to-depth: the width grows `factor**2`-fold,
+    nothing is lost), `"mean"` averages the block's patches. A grid that `factor` does not divide (7 x 7 and 2) is
+    padded at the bottom and right: zero features for `"stack"`, left out of the average for `"mean"`. Shapes come
+    from the grid alone, never from the data, so the model still exports and compiles.
+    """
+
+    def __init__(self, *, factor: int, mode: str = "stack"):
+        super().__init__()
+        if mode not in ("stack", "mean"):
+            raise ValueError(f"VisionTokenMerger mode must be 'stack' or 'mean', got '{mode}'.")
+        self.factor = factor
+        self.mode = mode
+
+    def output_features(self, in_features: int) -> int:
+        return in_features * self.factor**2 if self.mode == "stack" else in_features
+
+    def forward(self, patches: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """patches: (N, rows * columns, D) in row-major order, grid: (rows, columns) -> (N, ceil(rows / factor) *
+        ceil(columns / factor), D')."""
+        if self.factor == 1:
+            return patches
+        num_images, _, width = patches.shape
+        rows, columns = grid
+        factor = self.factor
+        pad_rows, pad_columns = -rows % factor, -columns % factor
+        patches = F.pad(patches.view(num_images, rows, columns, width), (0, 0, 0, pad_columns, 0, pad_rows))
+        block_rows, block_columns = (rows + pad_rows) // factor, (columns + pad_columns) // factor
+        blocks = patches.view(num_images, block_rows, factor, block_columns, factor, width).permute(0, 1, 3, 2, 4, 5)
+        blocks = blocks.reshape(num_images, block_rows * block_columns, factor * factor, width)  # (N, T', f*f, D)
+        if self.mode == "stack":
+            return blocks.flatten(2)
+        real = F.pad(patches.new_ones(rows, columns), (0, pad_columns, 0, pad_rows))
+        counts = real.view(block_rows, factor, block_columns, factor).sum((1, 3)).reshape(1, -1, 1)
+        return blocks.sum(2) / counts
+
+
 def masked_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, key_mask: torch.Tensor
 ) -> torch.Tensor:
@@ -181,28 +221,35 @@ class GatedCrossAttentionLayer(nn.Module):
     starts at 0, so a freshly built layer is the identity and GPT-2 starts out exactly as pretrained.
 
     text: (B, T, dim); media keys and values: (B, num_heads, M, dim // num_heads), projected by
-    `CrossAttentionKeyValues`; media_mask: (B, 1, 1, M). Rows with no valid media are left unchanged.
+    `CrossAttentionKeyValues`; media_mask: (B, 1, 1, M), or (B, 1, T, M) when each text token has its own media
+    (packed rows of several samples). Text tokens with no valid media are left unchanged. `feed_forward_mult=0`
+    leaves the feed-forward out: a cheaper block, the cross-attention alone.
     """
 
-    def __init__(self, *, dim: int, num_heads: int):
+    def __init__(self, *, dim: int, num_heads: int, feed_forward_mult: int = 4):
         super().__init__()
         self.num_heads = num_heads
         self.norm = nn.LayerNorm(dim)
         self.q_proj = nn.Linear(dim, dim, bias=False)
         self.out_proj = nn.Linear(dim, dim, bias=False)
         self.attention_gate = nn.Parameter(torch.zeros(1))
-        self.feed_forward = FeedForward(dim=dim)
-        self.feed_forward_gate = nn.Parameter(torch.zeros(1))
+        if feed_forward_mult > 0:
+            self.feed_forward = FeedForward(dim=dim, mult=feed_forward_mult)
+            self.feed_forward_gate = nn.Parameter(torch.zeros(1))
+        else:
+            self.feed_forward = self.feed_forward_gate = None
 
     def forward(
         self, text: torch.Tensor, media_keys: torch.Tensor, media_values: torch.Tensor, media_mask: torch.Tensor
     ) -> torch.Tensor:
         batch_size, length, dim = text.shape
-        has_media = media_mask.any(-1).to(text.dtype)  # (B, 1, 1)
+        has_media = media_mask.any(-1).flatten(1).unsqueeze(-1).to(text.dtype)  # (B, 1, 1) or (B, T, 1)
         query = self.q_proj(self.norm(text)).view(batch_size, length, self.num_heads, -1).transpose(1, 2)
         attended = masked_attention(query, media_keys.to(query.dtype), media_values.to(query.dtype), media_mask)
         attended = self.out_proj(attended.transpose(1, 2).reshape(batch_size, length, dim))
         text = text + attended * self.attention_gate.tanh() * has_media
+        if self.feed_forward is None:
+            return text
         return text + self.feed_forward(text) * self.feed_forward_gate.tanh() * has_media
 
 
@@ -222,11 +269,16 @@ class MultimodalGPT2Block(GPT2Block):
         *,
         cross_attention_index: int | None = None,
         cross_attention_heads: int | None = None,
+        cross_attention_feed_forward_mult: int = 4,
     ):
         super().__init__(config, layer_idx=layer_idx)
         self.cross_attention_index = cross_attention_index
         self.gated_cross_attention = (
-            GatedCrossAttentionLayer(dim=config.hidden_size, num_heads=cross_attention_heads)
+            GatedCrossAttentionLayer(
+                dim=config.hidden_size,
+                num_heads=cross_attention_heads,
+                feed_forward_mult=cross_attention_feed_forward_mult,
+            )
             if cross_attention_index is not None
             else None
         )
@@ -270,13 +322,18 @@ def splice_media_tokens(
 
 
 def media_per_sample(
-    marker_mask: torch.Tensor, media_tokens: torch.Tensor, media_mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    marker_mask: torch.Tensor,
+    media_tokens: torch.Tensor,
+    media_mask: torch.Tensor,
+    segment_ids: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Group flat media (one row per medium, in marker order) by the sample whose marker token they stand for.
 
-    marker_mask: (B, T) bool with one marker per medium; media_tokens: (N, L, D); media_mask: (N, L). Returns
-    (B, S * L, D) and its mask, S being the most media any sample has. A traced graph (torch.export /
-    torch.compile) cannot size S from the data and uses its bound N: more padding, the same result."""
+    marker_mask: (B, T) bool with one marker per medium; media_tokens: (N, L, D); media_mask: (N, L); segment_ids
+    (B, T), optional: which packed sample of its row each position belongs to. Returns (B, S * L, D), its mask, and
+    (with `segment_ids`) the packed sample of each of the S * L positions, S being the most media any row has. A
+    traced graph (torch.export / torch.compile) cannot size S from the data and uses its bound N: more padding, the
+    same result."""
     batch_size, length = marker_mask.shape
     num_media = media_tokens.shape[0]
     positions = torch.argsort((~marker_mask.flatten()).to(torch.int32), stable=True)[:num_media]
@@ -287,7 +344,12 @@ def media_per_sample(
     grouped_mask = media_mask.new_zeros(batch_size, num_slots, media_mask.shape[1])
     grouped = grouped.index_put((owners, slots), media_tokens)
     grouped_mask = grouped_mask.index_put((owners, slots), media_mask)
-    return grouped.flatten(1, 2), grouped_mask.flatten(1, 2)
+    grouped_segments = None
+    if segment_ids is not None:  # each medium belongs to the packed sample of its marker
+        grouped_segments = segment_ids.new_full((batch_size, num_slots), -1)
+        grouped_segments = grouped_segments.index_put((owners, slots), segment_ids.flatten()[positions])
+        grouped_segments = grouped_segments.repeat_interleave(media_mask.shape[1], dim=1)
+    return grouped.flatten(1, 2), grouped_mask.flatten(1, 2), grouped_segments
 
 
 __all__ = [
@@ -298,6 +360,7 @@ __all__ = [
     "MultimodalGPT2Block",
     "MultimodalProjector",
     "PerceiverResampler",
+    "VisionTokenMerger",
     "media_per_sample",
     "splice_media_tokens",
 ]

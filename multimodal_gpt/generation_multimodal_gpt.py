@@ -11,6 +11,7 @@ from transformers import GenerationMixin
 from transformers.cache_utils import Cache
 
 from .cache_multimodal_gpt import MultimodalGPTCache
+from .configuration_multimodal_gpt import count_media_tokens
 
 # Written into the generation_config of every model this package builds, so that a bare `generate()` and the pipelines
 # do not fall back to transformers' 20 new tokens (with a warning); a training run writes its own `--max_new_tokens`
@@ -18,8 +19,17 @@ from .cache_multimodal_gpt import MultimodalGPTCache
 DEFAULT_MAX_NEW_TOKENS = 48
 
 # The flat media inputs: one row per image or clip, in the order of their placeholders in the batch (LLaVA's layout).
-VISION_INPUTS = ("pixel_values",)
-AUDIO_INPUTS = ("input_features", "input_features_mask", "input_values", "input_values_mask")
+VISION_INPUTS = ("pixel_values", "image_features")
+AUDIO_INPUTS = (
+    "input_features",
+    "input_features_mask",
+    "input_values",
+    "input_values_mask",
+    "audio_features",
+    "audio_features_mask",
+)
+# Media inputs that transformers does not know to drop after the prefill (precomputed features).
+FEATURE_INPUTS = ("image_features", "audio_features", "audio_features_mask")
 
 
 class MultimodalGPTGenerationMixin(GenerationMixin):
@@ -54,6 +64,8 @@ class MultimodalGPTGenerationMixin(GenerationMixin):
         prompt full of placeholders. An empty cache means the prompt is being prefilled (without a cache,
         transformers keeps the media at every step)."""
         prefill = is_first_iteration or (cache is not None and cache.get_seq_length() == 0)
+        if not prefill and cache is not None:  # transformers drops the raw media after the prefill, not these
+            kwargs = {key: value for key, value in kwargs.items() if key not in FEATURE_INPUTS}
         return super().prepare_inputs_for_generation(
             input_ids,
             next_sequence_length=next_sequence_length,
@@ -98,10 +110,19 @@ class MultimodalGPTGenerationMixin(GenerationMixin):
     ) -> list[list[int]]:
         """For each batch row, the indices of the media rows that its placeholders stand for."""
         config = self.config
-        if modality == "vision":
+        spec = config.media_token_spec()
+        if modality == "vision" and "image_features" in media:
+            features = media["image_features"]
+            tokens = [count_media_tokens(spec["image"], features.shape[1])] * len(features)
+            placeholder_mask = placeholder_masks["image"]
+        elif modality == "vision":
             pixel_values = media["pixel_values"]
             tokens = [config.num_image_tokens(*pixel_values.shape[-2:])] * len(pixel_values)
             placeholder_mask = placeholder_masks["image"]
+        elif "audio_features" in media:
+            lengths = media["audio_features_mask"].sum(-1).tolist()
+            tokens = [count_media_tokens(spec["audio"], int(length)) for length in lengths]
+            placeholder_mask = placeholder_masks["audio"]
         else:
             mask_key = "input_features_mask" if "input_features" in media else "input_values_mask"
             audio = media.get("input_features", media.get("input_values"))

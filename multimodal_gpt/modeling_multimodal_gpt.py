@@ -1,8 +1,9 @@
 """MultimodalGPT: GPT-2 with pluggable Transformers vision and audio towers and a fusion module.
 
 Top to bottom: the base model (towers + fusion + GPT-2), the model with the LM head. The blocks are in
-`fusion_multimodal_gpt.py`, the `PreTrainedModel` base in `pretrained_multimodal_gpt.py`, the outputs and the cache in
-`outputs_multimodal_gpt.py` and `cache_multimodal_gpt.py`. This is a "Hub file": it imports only torch,
+`fusion_multimodal_gpt.py`, how media become tokens (towers, merge, fusion) in `encoders_multimodal_gpt.py`, the
+`PreTrainedModel` base in `pretrained_multimodal_gpt.py`, the outputs and the cache in `outputs_multimodal_gpt.py` and
+`cache_multimodal_gpt.py`. This is a "Hub file": it imports only torch,
 transformers, huggingface_hub, the standard library and its sibling Hub files (see DESIGN.md).
 """
 
@@ -10,54 +11,38 @@ import os
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
 from transformers import AutoModelForCausalLM
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+from transformers.masking_utils import find_packed_sequence_indices
 from transformers.models.gpt2.modeling_gpt2 import GPT2Model
 from transformers.utils import is_torchdynamo_compiling
 from transformers.utils.generic import can_return_tuple
 
 from .cache_multimodal_gpt import MultimodalGPTCache
-from .checks_multimodal_gpt import (
-    check_audio_inputs,
-    check_media_count,
-    check_pixel_values,
-    check_placeholders_have_media,
-    check_sequence_length,
-    check_text_inputs,
+from .checks_multimodal_gpt import check_placeholders_have_media, check_sequence_length, check_text_inputs
+from .configuration_multimodal_gpt import MultimodalGPTConfig, add_multimodal_tokens, load_text_tokenizer
+from .encoders_multimodal_gpt import MODALITY_TOKENS, MultimodalGPTMediaMixin
+from .fusion_multimodal_gpt import AudioFrameReducer, CrossAttentionKeyValues, MultimodalGPT2Block, VisionTokenMerger
+from .generation_multimodal_gpt import (
+    AUDIO_INPUTS,
+    DEFAULT_MAX_NEW_TOKENS,
+    VISION_INPUTS,
+    MultimodalGPTGenerationMixin,
 )
-from .configuration_multimodal_gpt import (
-    MultimodalGPTConfig,
-    _pair,
-    add_multimodal_tokens,
-    load_text_tokenizer,
-)
-from .fusion_multimodal_gpt import (
-    AudioFrameReducer,
-    CrossAttentionKeyValues,
-    MultimodalGPT2Block,
-    MultimodalProjector,
-    PerceiverResampler,
-    media_per_sample,
-    splice_media_tokens,
-)
-from .generation_multimodal_gpt import DEFAULT_MAX_NEW_TOKENS, MultimodalGPTGenerationMixin
+from .objectives_multimodal_gpt import MultimodalGPTObjectivesMixin, enable_causal_attention
 from .outputs_multimodal_gpt import (
     MultimodalGPTCausalLMOutputWithPast,
     MultimodalGPTMediaOutput,
     MultimodalGPTModelOutputWithPast,
 )
 from .pretrained_multimodal_gpt import MultimodalGPTPreTrainedModel
-from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
-
-MODALITY_TOKENS = {"vision": "image", "audio": "audio"}
+from .towers_multimodal_gpt import build_tower, load_tower
 
 
-class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
-    """The towers, the fusion and GPT-2 (without its LM head)."""
+class MultimodalGPTModel(MultimodalGPTMediaMixin, MultimodalGPTPreTrainedModel):
+    """The towers, the fusion and GPT-2 (without its LM head). The media methods (`encode_images`, `encode_audio`,
+    `get_image_features`, `get_audio_features`) come from [`MultimodalGPTMediaMixin`]."""
 
     def __init__(self, config: MultimodalGPTConfig):
         super().__init__(config)
@@ -73,11 +58,17 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
                     if index in cross_attention_layers
                     else None,
                     cross_attention_heads=config.cross_attention_heads,
+                    cross_attention_feed_forward_mult=config.cross_attention_feed_forward_mult,
                 )
                 for index in range(text_config.n_layer)
             )
         self.vision_tower = build_tower(config.vision_config) if config.vision_config is not None else None
         self.audio_tower = build_tower(config.audio_config) if config.audio_config is not None else None
+        self.vision_token_merger = (
+            VisionTokenMerger(factor=config.vision_token_merge, mode=config.vision_token_merge_mode)
+            if config.vision_config is not None
+            else None
+        )
         self.audio_frame_reducer = (
             AudioFrameReducer(factor=config.audio_frame_reduction, mode=config.audio_frame_reduction_mode)
             if config.audio_config is not None
@@ -85,6 +76,8 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         )
         self.vision_fusion = self._build_fusion("vision") if config.vision_config is not None else None
         self.audio_fusion = self._build_fusion("audio") if config.audio_config is not None else None
+        for modality in config.media_prediction_modalities:  # media prediction runs these towers causally
+            enable_causal_attention(getattr(self, f"{modality}_tower"))
         self.cross_attention_key_values = (
             CrossAttentionKeyValues(
                 dim=text_config.hidden_size,
@@ -96,101 +89,11 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         )
         self.post_init()
 
-    def _build_fusion(self, modality: str) -> nn.Module:
-        """The module that turns tower features into GPT-2-width media tokens for `modality`."""
-        config = self.config
-        in_features = config.modality_config(modality).hidden_size
-        if modality == "audio":
-            in_features = self.audio_frame_reducer.output_features(in_features)
-        fusion = config.fusion[modality]
-        hidden_size = config.text_config.hidden_size
-        if fusion == "resampler":
-            return PerceiverResampler(
-                in_features=in_features,
-                dim=hidden_size,
-                depth=config.resampler_depth,
-                num_heads=config.resampler_num_heads,
-                num_queries=config.resampler_num_queries,
-            )
-        kind = "linear" if fusion == "cross_attention" else fusion
-        return MultimodalProjector(
-            in_features=in_features, out_features=hidden_size, kind=kind, hidden_act=config.projector_hidden_act
-        )
-
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
-
-    # ----- media encoding ---------------------------------------------------------------------------------------
-
-    @can_return_tuple
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> MultimodalGPTMediaOutput:
-        """Encode images (num_images, channels, height, width): the vision tower's outputs, with the fusion's image
-        tokens (num_images, num_image_tokens, hidden_size) as `pooler_output` (the Transformers 5.x contract).
-        `output_hidden_states` / `output_attentions` go to the tower."""
-        check_pixel_values(pixel_values, self.vision_tower, self.config.vision_config)
-        layer = self.config.vision_feature_layer
-        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layer != -1
-        with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.vision_tower)):
-            pixel_values = pixel_values.to(self.vision_tower.dtype)
-            outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **kwargs)
-        features = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        patch_size = _pair(self.config.vision_config.patch_size)
-        num_patches = (pixel_values.shape[-2] // patch_size[0]) * (pixel_values.shape[-1] // patch_size[1])
-        features = features[:, -num_patches:]  # patch tokens only: class and register tokens come first
-        if self.config.fusion["vision"] == "resampler":  # the config, not isinstance: PEFT may wrap the fusion
-            tokens = self.vision_fusion(features, features.new_ones(features.shape[:2], dtype=torch.bool))
-        else:
-            tokens = self.vision_fusion(features)
-        token_mask = torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
-        return MultimodalGPTMediaOutput(
-            last_hidden_state=outputs.last_hidden_state,
-            pooler_output=tokens,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            pooler_output_mask=token_mask,
-        )
-
-    @can_return_tuple
-    def get_audio_features(
-        self,
-        input_features: torch.Tensor | None = None,
-        input_features_mask: torch.Tensor | None = None,
-        input_values: torch.Tensor | None = None,
-        input_values_mask: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> MultimodalGPTMediaOutput:
-        """Encode audio clips, either log-mel `input_features` (num_clips, num_mel_bins, frames) for Whisper-style
-        towers or waveforms `input_values` (num_clips, samples) for wav2vec2-style towers, each with its mask of
-        valid positions. Returns the tower's outputs with the fusion's audio tokens (num_clips, max_tokens,
-        hidden_size) as `pooler_output` and their validity as `pooler_output_mask`."""
-        audio_inputs = (input_features, input_features_mask, input_values, input_values_mask)
-        audio, audio_mask = check_audio_inputs(self.audio_tower, self.config.audio_config, *audio_inputs)
-        layer = self.config.audio_feature_layer
-        kwargs["output_hidden_states"] = kwargs.get("output_hidden_states") or layer != -1
-        tower_kwargs = {self.audio_tower.main_input_name: audio.to(self.audio_tower.dtype), **kwargs}
-        if input_values is not None and getattr(self.config.audio_config, "feat_extract_norm", "layer") == "layer":
-            tower_kwargs["attention_mask"] = audio_mask  # wav2vec2 checkpoints with group norm take no mask
-        with torch.set_grad_enabled(torch.is_grad_enabled() and is_trainable(self.audio_tower)):
-            outputs = self.audio_tower(**tower_kwargs, return_dict=True)
-        frames = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        lengths = self.config.audio_encoder_output_length(audio_mask.sum(-1))  # a tensor: no host sync, traceable
-        frame_mask = torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None]
-        frames, frame_mask = self.audio_frame_reducer(frames, frame_mask)
-        if self.config.fusion["audio"] == "resampler":
-            tokens = self.audio_fusion(frames, frame_mask)
-            frame_mask = frame_mask.new_ones(tokens.shape[:2])
-        else:
-            tokens = self.audio_fusion(frames)
-        return MultimodalGPTMediaOutput(
-            last_hidden_state=outputs.last_hidden_state,
-            pooler_output=tokens,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-            pooler_output_mask=frame_mask,
-        )
 
     # ----- placeholders -----------------------------------------------------------------------------------------
 
@@ -234,114 +137,6 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             kept[name] = inputs
         return kept
 
-    # ----- fusion -----------------------------------------------------------------------------------------------
-
-    def _fuse_media(
-        self,
-        inputs_embeds: torch.Tensor,
-        placeholder_masks: dict[str, torch.Tensor],
-        media: dict[str, dict[str, torch.Tensor]],
-        sharded: bool,
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], dict[str, MultimodalGPTMediaOutput]]:
-        """Encode the media of this call; splice the tokens of spliced fusions into `inputs_embeds`, and return the
-        cross-attention media grouped by sample [(media (B, M, D), mask (B, M))] and the encoders' outputs. Sharded
-        engines (FSDP, ZeRO-3) gather a module's parameters only while it runs, in call order, on every rank alike:
-        a rank without images or audio encodes a blank medium where the real one would run."""
-        encoded = {}
-        cross_media = []
-        for name in ("image", "audio"):  # a fixed order: sharded ranks must run the same modules in the same order
-            modality = "vision" if name == "image" else "audio"
-            if name not in media:
-                if sharded and getattr(self, f"{modality}_tower") is not None:
-                    blank = self._encode_blank_image if name == "image" else self._encode_blank_audio
-                    inputs_embeds = inputs_embeds + blank(inputs_embeds).sum() * 0.0
-                continue
-            inputs = media[name]
-            features = self.get_image_features(**inputs) if name == "image" else self.get_audio_features(**inputs)
-            encoded[name] = features
-            tokens, token_mask = features.pooler_output, features.pooler_output_mask
-            placeholders = placeholder_masks[name]
-            if self.config.fusion[modality] == "cross_attention":
-                check_media_count(name, placeholders.sum(), tokens.shape[0], cross_attention=True)
-                cross_media.append(media_per_sample(placeholders, tokens, token_mask))
-            else:
-                check_media_count(name, placeholders.sum(), token_mask.sum(), cross_attention=False)
-                inputs_embeds = splice_media_tokens(inputs_embeds, placeholders, tokens, token_mask)
-        return inputs_embeds, cross_media, encoded
-
-    def _cross_attention_media(
-        self,
-        cross_media: list[tuple[torch.Tensor, torch.Tensor]],
-        cache: Cache | None,
-        inputs_embeds: torch.Tensor,
-        sharded: bool,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """The media keys and values of the gated cross-attention layers (B, layers, 2, heads, M, head_dim) and
-        their mask (B, M): projected once from this call's media and kept in the cache, or read from the cache."""
-        if cross_media:
-            media_embeds = torch.cat([embeds for embeds, _ in cross_media], dim=1)
-            media_mask = torch.cat([mask for _, mask in cross_media], dim=1)
-        elif isinstance(cache, MultimodalGPTCache) and cache.has_media:
-            return cache.media_key_values, cache.media_mask
-        elif sharded:
-            # every rank runs the same modules: with no valid media they leave the text as it is
-            media_embeds = inputs_embeds.new_zeros(inputs_embeds.shape[0], 1, inputs_embeds.shape[-1])
-            media_mask = torch.zeros(media_embeds.shape[:2], dtype=torch.bool, device=media_embeds.device)
-        else:
-            return None, None
-        media_key_values = self.cross_attention_key_values(media_embeds)
-        if isinstance(cache, MultimodalGPTCache) and cross_media:
-            cache.set_media(media_key_values, media_mask)
-        return media_key_values, media_mask
-
-    def _absent_modality_anchor(self, present: set[str]) -> torch.Tensor | float:
-        """0 times the trainable parameters of modalities absent from this batch: keeps every parameter in the
-        graph, so DDP without `find_unused_parameters` does not hang on a text-only batch (sharded engines encode a
-        blank medium instead: see `forward`)."""
-        modules = [
-            module
-            for modality in ("vision", "audio")
-            if modality not in present
-            for module in (getattr(self, f"{modality}_tower"), getattr(self, f"{modality}_fusion"))
-            if module is not None
-        ]
-        if self.config.cross_attention_layers and not present & {
-            m for m, f in self.config.fusion.items() if f == "cross_attention"
-        }:
-            modules += [block.gated_cross_attention for block in self.language_model.h if block.gated_cross_attention]
-            modules.append(self.cross_attention_key_values)
-        parameters = [p for module in modules for p in module.parameters() if p.requires_grad]
-        return sum(p.sum() for p in parameters) * 0.0 if parameters else 0.0
-
-    def _parameters_are_sharded(self) -> bool:
-        """FSDP (1 or 2) or DeepSpeed ZeRO-3: parameters are gathered only while their own module runs, so summing
-        them from outside (`_absent_modality_anchor`) fails, and every rank must run the same modules in the same
-        order for the collectives to match."""
-        # ZeRO-3 marks the parameters it partitions with `ds_id`. `parameters()` does not gather them, whereas
-        # reading `module.weight` in a forward all-gathers it (see `_encode_blank_image`).
-        if is_deepspeed_zero3_enabled() or any(hasattr(p, "ds_id") for p in self.get_input_embeddings().parameters()):
-            return True
-        return any(isinstance(module, (FSDPModule, FullyShardedDataParallel)) for module in self.modules())
-
-    def _encode_blank_image(self, like: torch.Tensor) -> torch.Tensor:
-        """One black image through the vision tower and fusion (sharded engines, on a rank whose batch has none),
-        with the dtype and device of `like`. Only modules run here, no parameter is read from outside: ZeRO-3
-        all-gathers a parameter read in a forward (`embeddings.weight.device`), and that extra collective, on the
-        ranks without images only, would not match the other ranks'."""
-        vision_config = self.config.vision_config
-        shape = (1, getattr(vision_config, "num_channels", 3), *_pair(vision_config.image_size))
-        return self.get_image_features(like.new_zeros(shape)).pooler_output
-
-    def _encode_blank_audio(self, like: torch.Tensor) -> torch.Tensor:
-        """One silent clip through the audio tower and fusion (sharded engines, on a rank whose batch has none):
-        the fixed window of a Whisper-style tower, or one second at 16 kHz for a waveform tower. As in
-        `_encode_blank_image`, `like` gives the dtype and device."""
-        if self.audio_tower.main_input_name == "input_features":
-            audio_config = self.config.audio_config
-            shape = (1, audio_config.num_mel_bins, 2 * audio_config.max_source_positions)
-            return self.get_audio_features(input_features=like.new_zeros(shape)).pooler_output
-        return self.get_audio_features(input_values=like.new_zeros(1, 16000)).pooler_output
-
     @can_return_tuple
     def forward(
         self,
@@ -356,6 +151,10 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
         input_values: torch.FloatTensor | None = None,
         input_values_mask: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        causal_towers: tuple[str, ...] = (),
+        image_features: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_features_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> MultimodalGPTModelOutputWithPast:
         r"""
@@ -368,10 +167,22 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             Log-mel features for Whisper-style audio towers, with `input_features_mask` `(num_clips, frames)`.
         input_values (`torch.FloatTensor` of shape `(num_clips, samples)`, *optional*):
             Waveforms for wav2vec2-style audio towers, with `input_values_mask` `(num_clips, samples)`.
+        image_features (`torch.FloatTensor` of shape `(num_images, num_features, width)`, *optional*):
+            Instead of `pixel_values`: the images' features as `encode_images` computed them with this (frozen)
+            vision tower, e.g. from a media-feature cache. The tower does not run.
+        audio_features (`torch.FloatTensor` of shape `(num_clips, num_features, width)`, *optional*):
+            Instead of the audio inputs: the clips' features as `encode_audio` computed them with this (frozen) audio
+            tower, with `audio_features_mask` `(num_clips, num_features)`. The tower does not run.
+        position_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            With no `attention_mask` and no cache, positions that restart at 0 mark rows that pack several samples
+            (`TaskCollator(packing=True)`): each token attends only to its own sample, text and media.
         cache (`Cache`, *optional*):
             The cache of earlier calls. With cross-attention fusion it becomes a `MultimodalGPTCache`, which also
             holds the media keys and values: later calls need no media. Media given again when continuing from a
             cache (as `generate` does) are recognised as already consumed and not encoded twice.
+        causal_towers (`tuple[str, ...]`, defaults to `()`):
+            Modalities ("vision", "audio") whose tower runs with a causal attention mask, each patch or frame seeing
+            only itself and earlier ones: what next-element prediction trains with (see `media_loss_weight`).
 
         Floating-point media of another dtype are cast to the tower's; `return_dict=False` gives a tuple.
         """
@@ -383,6 +194,9 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             check_sequence_length(sequence_length, cache, self.config.text_config.n_positions)
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
+        segment_ids = self._packed_samples(attention_mask, position_ids, cache)
+        if segment_ids is not None:
+            use_cache = False  # a packed row is no prompt to continue
         use_cache = use_cache if use_cache is not None else self.config.text_config.use_cache
         if use_cache and cache is None:
             cache = DynamicCache(config=self.config.text_config)
@@ -390,16 +204,16 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             cache = MultimodalGPTCache(cache)  # the media keys and values will live in the cache too
 
         placeholder_masks = self.get_placeholder_masks(input_ids, inputs_embeds)
-        media = {}
-        if pixel_values is not None:
-            media["image"] = {"pixel_values": pixel_values}
-        if input_features is not None or input_values is not None:
-            media["audio"] = {
-                "input_features": input_features,
-                "input_features_mask": input_features_mask,
-                "input_values": input_values,
-                "input_values_mask": input_values_mask,
-            }
+        media = media_inputs(
+            pixel_values=pixel_values,
+            image_features=image_features,
+            input_features=input_features,
+            input_features_mask=input_features_mask,
+            input_values=input_values,
+            input_values_mask=input_values_mask,
+            audio_features=audio_features,
+            audio_features_mask=audio_features_mask,
+        )
         media = self._media_to_encode(placeholder_masks, media, continuing=past_length > 0)
         if past_length == 0:
             given = {name: name in media or self._cache_has_media(cache) for name in placeholder_masks}
@@ -407,14 +221,18 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
 
         training = self.training and torch.is_grad_enabled()
         sharded = training and self._parameters_are_sharded()
-        inputs_embeds, cross_media, encoded = self._fuse_media(inputs_embeds, placeholder_masks, media, sharded)
+        inputs_embeds, cross_media, encoded = self._fuse_media(
+            inputs_embeds, placeholder_masks, media, sharded, segment_ids, causal_towers
+        )
         if training and not sharded:
             present = {modality for modality, name in MODALITY_TOKENS.items() if name in media}
             inputs_embeds = inputs_embeds + self._absent_modality_anchor(present)
 
         media_key_values = media_mask = None
         if self.config.cross_attention_layers:
-            media_key_values, media_mask = self._cross_attention_media(cross_media, cache, inputs_embeds, sharded)
+            media_key_values, media_mask = self._cross_attention_media(
+                cross_media, cache, inputs_embeds, sharded, segment_ids
+            )
         outputs = self.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
@@ -424,7 +242,7 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
             # GPT-2 hands these to every block positionally (reentrant gradient checkpointing sees them as inputs);
             # a 4-D mask reaches the blocks as it is
             encoder_hidden_states=media_key_values,
-            encoder_attention_mask=media_mask[:, None, None, :] if media_mask is not None else None,
+            encoder_attention_mask=media_mask,
             return_dict=True,
             **kwargs,
         )
@@ -441,8 +259,21 @@ class MultimodalGPTModel(MultimodalGPTPreTrainedModel):
     def _cache_has_media(cache: Cache | None) -> bool:
         return isinstance(cache, MultimodalGPTCache) and cache.has_media
 
+    @staticmethod
+    def _packed_samples(
+        attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None, cache: Cache | None
+    ) -> torch.Tensor | None:
+        """(B, T): which sample of its row each position belongs to, for rows that pack several samples (positions
+        restart at 0, no attention mask, no cache: Transformers' packed format, which GPT-2's causal mask follows
+        too); `None` for ordinary rows."""
+        if attention_mask is not None or position_ids is None or cache is not None or position_ids.ndim != 2:
+            return None
+        return find_packed_sequence_indices(position_ids)
 
-class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin):
+
+class MultimodalGPTForConditionalGeneration(
+    MultimodalGPTObjectivesMixin, MultimodalGPTPreTrainedModel, MultimodalGPTGenerationMixin
+):
     """MultimodalGPT with GPT-2's LM head (tied to the input embeddings): the model to train and generate with."""
 
     _tied_weights_keys = {"lm_head.weight": "model.language_model.wte.weight"}
@@ -451,6 +282,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         super().__init__(config)
         self.model = MultimodalGPTModel(config)
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
+        self.media_prediction_heads = self._build_media_prediction_heads()  # none unless media_loss_weight > 0
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
@@ -477,7 +309,7 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
     def language_model(self) -> GPT2Model:
         return self.model.language_model
 
-    def get_image_features(self, pixel_values: torch.Tensor, **kwargs: Any) -> MultimodalGPTMediaOutput:
+    def get_image_features(self, pixel_values: torch.Tensor | None = None, **kwargs: Any) -> MultimodalGPTMediaOutput:
         """See [`MultimodalGPTModel.get_image_features`]."""
         return self.model.get_image_features(pixel_values, **kwargs)
 
@@ -526,16 +358,25 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        image_features: torch.FloatTensor | None = None,
+        audio_features: torch.FloatTensor | None = None,
+        audio_features_mask: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> MultimodalGPTCausalLMOutputWithPast:
         r"""
         Inputs as in [`MultimodalGPTModel.forward`], plus:
 
         labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
-            Targets, -100 where no loss is wanted (prompt, media, padding). Shifted inside, like GPT-2.
+            Targets, -100 where no loss is wanted (prompt, media, padding). Shifted inside, like GPT-2. With
+            `config.media_loss_weight` above 0 for a modality, a media position labelled with its own placeholder id
+            is a media target: the position before it predicts that patch or audio token (see
+            `objectives_multimodal_gpt`), and it counts as one item of `num_items_in_batch` like a text token.
         logits_to_keep (`int` or `torch.Tensor`, defaults to 0):
             Compute logits only for the last `logits_to_keep` positions (0: all), as `generate()` asks.
+        image_features, audio_features, audio_features_mask:
+            Precomputed media features instead of raw media (see [`MultimodalGPTModel.forward`]).
         """
+        media_targets = self._media_target_positions(input_ids, inputs_embeds, labels)
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -548,29 +389,15 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
             input_values=input_values,
             input_values_mask=input_values_mask,
             use_cache=use_cache,
+            causal_towers=self._causal_towers(media_targets),
+            image_features=image_features,
+            audio_features=audio_features,
+            audio_features_mask=audio_features_mask,
             return_dict=True,
             **kwargs,
         )
-        hidden_states = outputs.last_hidden_state
-        vocab_size = self.config.text_config.vocab_size
-        loss = logits = None
-        if labels is not None and self.training and self.config.labelled_logits_only:
-            # The 50k-way head dominates a training step: compute it only where a label is (same loss).
-            shift_labels = F.pad(labels, (0, 1), value=-100)[:, 1:]
-            labelled = shift_labels != -100
-            labelled_logits = self.lm_head(hidden_states[labelled])
-            loss = self.loss_function(
-                logits=labelled_logits,
-                labels=None,
-                shift_labels=shift_labels[labelled],
-                vocab_size=vocab_size,
-                **kwargs,
-            )
-        else:
-            slice_indices = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
-            logits = self.lm_head(hidden_states[:, slice_indices, :])
-            if labels is not None:
-                loss = self.loss_function(logits=logits, labels=labels, vocab_size=vocab_size, **kwargs)
+        media = {"vision": pixel_values, "audio": input_features}
+        loss, logits = self._loss(outputs, labels, logits_to_keep, media_targets, media, **kwargs)
         return MultimodalGPTCausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -622,6 +449,16 @@ class MultimodalGPTForConditionalGeneration(MultimodalGPTPreTrainedModel, Multim
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
         return model
+
+
+def media_inputs(**inputs: torch.Tensor | None) -> dict[str, dict[str, torch.Tensor | None]]:
+    """The media of a `forward` call by placeholder name: {"image": {...}, "audio": {...}}, the keyword arguments of
+    `get_image_features` / `get_audio_features`, for the media given (raw, or as precomputed features)."""
+    media = {}
+    for name, keys in (("image", VISION_INPUTS), ("audio", AUDIO_INPUTS)):
+        if any(inputs[key] is not None for key in keys if not key.endswith("_mask")):
+            media[name] = {key: inputs[key] for key in keys}
+    return media
 
 
 __all__ = ["MultimodalGPTForConditionalGeneration", "MultimodalGPTModel", "MultimodalGPTPreTrainedModel"]

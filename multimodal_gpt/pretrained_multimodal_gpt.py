@@ -103,7 +103,8 @@ class MultimodalGPTPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, GatedCrossAttentionLayer):
             init.zeros_(module.attention_gate)  # closed gates: a fresh model is exactly GPT-2
-            init.zeros_(module.feed_forward_gate)
+            if module.feed_forward_gate is not None:
+                init.zeros_(module.feed_forward_gate)
         elif isinstance(module, PerceiverResampler):
             init.normal_(module.latents, std=self.config.initializer_range)
 

@@ -32,6 +32,7 @@ from .configuration_multimodal_gpt import (
     add_multimodal_tokens,
     count_audio_tokens,
     count_image_tokens,
+    count_media_tokens,
     load_text_tokenizer,
 )
 from .media_multimodal_gpt import load_audio, load_image
@@ -210,6 +211,8 @@ class MultimodalGPTProcessor(ProcessorMixin):
         videos: Any = None,
         resample: bool = True,
         return_tensors: str | None = None,
+        image_features: Any = None,
+        audio_features: Any = None,
         **text_kwargs: Any,
     ) -> BatchFeature:
         """
@@ -238,13 +241,21 @@ class MultimodalGPTProcessor(ProcessorMixin):
             videos:
                 Accepted so that Transformers' `any-to-any` pipeline (which passes `videos=None`) can call the
                 processor; the model takes no video, so anything but `None` is an error.
+            image_features (*optional*):
+                Instead of `images`: each image's features as the model's `encode_images` computed them, arrays of
+                shape `(num_features, width)` (a media-feature cache, `multimodal_gpt.data.feature_cache`), laid out
+                like `images`. Each placeholder expands to the tokens that many features give.
+            audio_features (*optional*):
+                Instead of `audio`: each clip's valid features from the model's `encode_audio`, arrays of shape
+                `(num_features, width)`, laid out like `audio`; padded to the longest, with `audio_features_mask`.
             text_kwargs:
                 Passed to the tokenizer (`padding`, `padding_side`, `truncation`, `max_length`, ...). Truncation
                 that would cut through a media span is an error: shorten the text instead (the collators do).
 
         Returns:
-            [`BatchFeature`] with `input_ids`, `attention_mask`, and `pixel_values` and/or `input_features` +
-            `input_features_mask` (Whisper) / `input_values` + `input_values_mask` (wav2vec2, HuBERT).
+            [`BatchFeature`] with `input_ids`, `attention_mask`, and `pixel_values` (or `image_features`) and/or
+            `input_features` + `input_features_mask` (Whisper) / `input_values` + `input_values_mask` (wav2vec2,
+            HuBERT) (or `audio_features` + `audio_features_mask`).
         """
         if text is None:
             raise ValueError("Give `text`, with one <image> / <audio> placeholder for each medium.")
@@ -253,14 +264,26 @@ class MultimodalGPTProcessor(ProcessorMixin):
         texts = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(item, str) for item in texts):
             raise ValueError("`text` must be a string or a list of strings.")
-        image_list = self._flatten_media(images, texts, IMAGE_TOKEN, "images")
-        audio_list = self._flatten_media(audio, texts, AUDIO_TOKEN, "audio")
+        for raw, features, name in ((images, image_features, "images"), (audio, audio_features, "audio")):
+            if raw is not None and features is not None:
+                raise ValueError(f"Give {name} or their precomputed features, not both.")
+        image_list = self._flatten_media(
+            images if image_features is None else image_features, texts, IMAGE_TOKEN, "images"
+        )
+        audio_list = self._flatten_media(
+            audio if audio_features is None else audio_features, texts, AUDIO_TOKEN, "audio"
+        )
         media: dict[str, Any] = {}
         image_counts: list[int] = []
         audio_counts: list[int] = []
-        if image_list:
+        if image_list and image_features is not None:
+            media["image_features"], image_counts = self._stack_image_features(image_list)
+        elif image_list:
             media["pixel_values"], image_counts = self._process_images(image_list)
-        if audio_list:
+        if audio_list and audio_features is not None:
+            audio_inputs, audio_counts = self._pad_audio_features(audio_list)
+            media.update(audio_inputs)
+        elif audio_list:
             audio_inputs, audio_counts = self._process_audio(audio_list, sampling_rate, resample)
             media.update(audio_inputs)
         expanded = self._expand_placeholders(texts, image_counts, audio_counts)
@@ -303,6 +326,37 @@ class MultimodalGPTProcessor(ProcessorMixin):
         pixel_values = pixel_values["pixel_values"]
         count = count_image_tokens(self.media_token_spec["image"], *pixel_values.shape[-2:])
         return pixel_values, [count] * len(images)
+
+    def _stack_image_features(self, features: list[Any]) -> tuple[np.ndarray, list[int]]:
+        """Precomputed image features (num_features, width) each, stacked: (num_images, num_features, width)."""
+        if self.image_processor is None:
+            raise ValueError("Image features were given, but this processor has no image processor (no vision tower).")
+        arrays = [np.asarray(item, dtype=np.float32) for item in features]
+        if len({array.shape for array in arrays}) != 1 or arrays[0].ndim != 2:
+            raise ValueError(
+                "image_features must all have one shape (num_features, width), got "
+                f"{sorted({array.shape for array in arrays})}."
+            )
+        count = count_media_tokens(self.media_token_spec["image"], arrays[0].shape[0])
+        return np.stack(arrays), [count] * len(arrays)
+
+    def _pad_audio_features(self, features: list[Any]) -> tuple[dict[str, np.ndarray], list[int]]:
+        """Precomputed audio features (num_features, width) each, right-padded to the longest, with their mask."""
+        if self.feature_extractor is None:
+            raise ValueError(
+                "Audio features were given, but this processor has no feature extractor (no audio tower)."
+            )
+        arrays = [np.asarray(item, dtype=np.float32) for item in features]
+        if any(array.ndim != 2 or array.shape[1] != arrays[0].shape[1] or not len(array) for array in arrays):
+            raise ValueError("audio_features must be non-empty (num_features, width) arrays of one width.")
+        longest = max(len(array) for array in arrays)
+        padded = np.zeros((len(arrays), longest, arrays[0].shape[1]), dtype=np.float32)
+        mask = np.zeros((len(arrays), longest), dtype=np.int64)
+        for index, array in enumerate(arrays):
+            padded[index, : len(array)] = array
+            mask[index, : len(array)] = 1
+        counts = [count_media_tokens(self.media_token_spec["audio"], len(array)) for array in arrays]
+        return {"audio_features": padded, "audio_features_mask": mask}, counts
 
     def load_audio_clip(self, clip: Any, sampling_rate: int | None = None, *, resample: bool = True) -> np.ndarray:
         """One clip decoded as the audio tower takes it, by the decoder the training collators use.

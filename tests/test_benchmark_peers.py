@@ -128,6 +128,17 @@ def test_the_peers_learn_the_same_tokens_from_the_same_media(systems):
     assert systems["gpt2"].decoder_positions == TINY_SHAPES.text_tokens + 1  # bos + caption + eos
 
 
+@pytest.mark.parametrize("fusion", ["resampler", "cross_attention"])
+def test_cached_rows_train_on_the_frozen_towers_features_of_the_same_images(systems, fusion):
+    cached, raw = systems[f"ours_captioning_{fusion}_cached"], systems[f"ours_captioning_{fusion}"]
+    assert "pixel_values" not in cached.train_batch and "pixel_values" not in cached.generation_inputs
+    assert not any(parameter.requires_grad for parameter in cached.model.vision_tower.parameters())
+    with torch.no_grad():
+        features = cached.model.model.encode_images(raw.train_batch["pixel_values"])
+    assert torch.equal(cached.train_batch["image_features"], features)
+    assert torch.equal(cached.train_batch["input_ids"], raw.train_batch["input_ids"])
+
+
 def test_llava_has_gpt2s_tied_head(systems):
     llava = systems["llava"].model
     assert llava.lm_head.weight is llava.model.language_model.wte.weight

@@ -36,10 +36,12 @@ MODEL_HUB_FILES = [
     "checks_multimodal_gpt.py",
     "fusion_multimodal_gpt.py",
     "towers_multimodal_gpt.py",
+    "encoders_multimodal_gpt.py",
     "generation_multimodal_gpt.py",
     "cache_multimodal_gpt.py",
     "outputs_multimodal_gpt.py",
     "pretrained_multimodal_gpt.py",
+    "objectives_multimodal_gpt.py",
     # the modeling file imports the pipelines (for config.json's `custom_pipelines`), which import the media decoder
     "pipeline_multimodal_gpt.py",
     "media_multimodal_gpt.py",

@@ -116,13 +116,10 @@ def test_a_training_run_saves_its_decoding_settings(parts, tmp_path):
     from transformers import GenerationConfig
 
     from multimodal_gpt.training.arguments import DataArguments
-    from multimodal_gpt.training.run import set_decoding_defaults
+    from multimodal_gpt.training.run import set_generation_config
 
     model = MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"])
-    processor = MultimodalGPTProcessor.from_pretrained_parts(parts["gpt2"])
-    processor.tokenizer.padding_side = "right"  # e.g. a checkpoint saved before processors padded on the left
-    set_decoding_defaults(model, processor, DataArguments(task="captioning", max_new_tokens=7, num_beams=3))
+    set_generation_config(model, DataArguments(task="captioning", max_new_tokens=7, num_beams=3))
     model.save_pretrained(tmp_path)
     saved = GenerationConfig.from_pretrained(tmp_path)
     assert (saved.max_new_tokens, saved.num_beams) == (7, 3)
-    assert processor.tokenizer.padding_side == "left"

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 import transformers
+from transformers import CompileConfig
 
 from .peer_systems import TEXT_ONLY, PeerShapes, System
 
@@ -58,6 +59,21 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device, dtype=torch.bfloat16)
+
+
+def compile_system(system: System, backend: str = "inductor") -> bool:
+    """`torch.compile` the system's forward (the training step), and, for a model whose decoding step compiles as
+    one graph (`_can_compile_fullgraph`), generate with a static cache and a compiled decoding step (transformers
+    compiles it inside `generate`; on CPU only when asked, as here). Returns whether generation is compiled too.
+    `backend`: torch.compile's (tests use `"eager"`, which checks the graphs without generating code)."""
+    system.model.forward = torch.compile(system.model.forward, backend=backend)
+    if not getattr(system.model, "_can_compile_fullgraph", False) or system.is_encoder_decoder:
+        return False
+    compile_config = CompileConfig(mode="default", backend=backend)  # "reduce-overhead" means CUDA graphs
+    compile_config._compile_all_devices = True  # transformers compiles generation on accelerators only by default
+    system.model.generation_config.cache_implementation = "static"
+    system.model.generation_config.compile_config = compile_config
+    return True
 
 
 def train_step(system: System, device: str, precision: str) -> torch.Tensor:
@@ -211,8 +227,11 @@ def measure_systems(
     precision: str,
     new_tokens: int,
     progress: Callable[[str], None] = logger.info,
+    compile: bool = False,
 ) -> list[dict[str, Any]]:
-    """Warm up, time `rounds` interleaved rounds, then measure memory (see the module docstring).
+    """Warm up, time `rounds` interleaved rounds, then measure memory (see the module docstring). With `compile`,
+    every system is compiled first ([`compile_system`]): the warm-up round compiles, so compile time is excluded
+    from the timed rounds and reported apart (`warm_up_s`).
 
     Returns:
         `list[dict]`: one row per system: its name, label, group, parameters, decoder positions, step and generation
@@ -222,10 +241,14 @@ def measure_systems(
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}.")
     autocast(device, precision)  # checks the precision before any work
+    compiled_generation, warm_up = {}, {}
     for system in systems:
         progress(f"warm-up: {system.name}")
+        compiled_generation[system.name] = compile_system(system) if compile else False
+        started = time.perf_counter()
         _check_loss(system, train_step(system, device, precision))
         generate(system, device, precision, new_tokens)
+        warm_up[system.name] = time.perf_counter() - started
     train_times: dict[str, list[float]] = {system.name: [] for system in systems}
     generation_times: dict[str, list[float]] = {system.name: [] for system in systems}
     tokens: dict[str, int] = {}
@@ -249,6 +272,9 @@ def measure_systems(
         rows.append(_row(system, train_times[system.name], generation_times[system.name], tokens[system.name]))
         resident = resident_bytes(system)
         rows[-1].update(
+            compiled=compile,
+            compiled_generation=compiled_generation[system.name],
+            warm_up_s=warm_up[system.name],
             resident_mib=resident / MEBIBYTE,
             step_peak_mib=step_peak / MEBIBYTE,
             peak_memory_mib=(resident + step_peak) / MEBIBYTE,
@@ -275,7 +301,7 @@ def _row(system: System, train_times: list[float], generation_times: list[float]
 
 
 def benchmark_settings(
-    *, command: str, device: str, precision: str, rounds: int, shapes: PeerShapes, seed: int
+    *, command: str, device: str, precision: str, rounds: int, shapes: PeerShapes, seed: int, compile: bool = False
 ) -> dict[str, Any]:
     """What a result depends on besides the code: the command, device, precision, shapes and library versions."""
     return {
@@ -285,6 +311,7 @@ def benchmark_settings(
         if device == "cuda"
         else platform.processor() or platform.machine(),
         "precision": precision,
+        "compile": compile,
         "rounds": rounds,
         "seed": seed,
         "threads": torch.get_num_threads(),
@@ -322,6 +349,7 @@ __all__ = [
     "add_ratios",
     "autocast",
     "benchmark_settings",
+    "compile_system",
     "generate",
     "measure_systems",
     "step_peak_bytes",

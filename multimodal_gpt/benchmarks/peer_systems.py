@@ -7,6 +7,7 @@ one set of shapes from configs (random weights, nothing downloaded), fed the sam
 | `llava`                             | `LlavaForConditionalGeneration`: CLIP, 2-layer projector, GPT-2 (tied head) |
 | `ours_captioning_<fusion>`          | `MultimodalGPTForConditionalGeneration`, CLIP tower, each fusion            |
 | `ours_captioning_resampler_frozen`  | the same with `fusion="resampler"` and the vision tower frozen             |
+| `ours_captioning_<fusion>_cached`   | resampler / cross_attention, tower frozen, trained from cached features    |
 | `speech_encoder_decoder`            | `SpeechEncoderDecoderModel`: wav2vec2 encoder, GPT-2 with cross-attention  |
 | `ours_asr_<fusion>`                 | `MultimodalGPTForConditionalGeneration`, wav2vec2 tower, each fusion        |
 | `gpt2`                              | `GPT2LMHeadModel` alone on the same text: the ceiling                      |
@@ -63,6 +64,9 @@ from ..processing_multimodal_gpt import MultimodalGPTProcessor
 from ..training.tokenizer import ENDOFTEXT_TOKEN
 
 LEARNING_RATE = 1e-4
+# Rows trained from cached vision features (a frozen tower, `train.py --cache_media_features`): the fusions with the
+# fewest decoder positions, to compare with GPT-2 alone.
+CACHED_FEATURE_FUSIONS = ("resampler", "cross_attention")
 PEERS = {"vision": "vision_encoder_decoder", "audio": "speech_encoder_decoder"}
 TEXT_ONLY = "gpt2"
 SYSTEM_NAMES = (
@@ -70,6 +74,7 @@ SYSTEM_NAMES = (
     "llava",
     *(f"ours_captioning_{fusion}" for fusion in FUSION_TYPES),
     "ours_captioning_resampler_frozen",
+    *(f"ours_captioning_{fusion}_cached" for fusion in CACHED_FEATURE_FUSIONS),
     "speech_encoder_decoder",
     *(f"ours_asr_{fusion}" for fusion in FUSION_TYPES),
     TEXT_ONLY,
@@ -331,16 +336,22 @@ def wav2vec2_config(shapes: PeerShapes) -> Wav2Vec2Config:
     )
 
 
-def ours_config(task: str, fusion: str, shapes: PeerShapes, tokenizer: PreTrainedTokenizerBase) -> MultimodalGPTConfig:
+def ours_config(
+    task: str, fusion: str, shapes: PeerShapes, tokenizer: PreTrainedTokenizerBase, **overrides: Any
+) -> MultimodalGPTConfig:
     """Our model for `task` ("captioning": CLIP tower; "asr": wav2vec2 tower) with `fusion`, every other setting
-    the library's default."""
+    the library's default unless `overrides` (config fields, e.g. `vision_token_merge=2`) say otherwise."""
     token_ids = add_multimodal_tokens(tokenizer)
     tower = (
         {"vision_config": clip_config(shapes)} if task == "captioning" else {"audio_config": wav2vec2_config(shapes)}
     )
     token_id = "image_token_id" if task == "captioning" else "audio_token_id"
     return MultimodalGPTConfig(
-        text_config=gpt2_config(shapes, tokenizer), fusion=fusion, **tower, **{token_id: token_ids[token_id]}
+        text_config=gpt2_config(shapes, tokenizer),
+        fusion=fusion,
+        **tower,
+        **{token_id: token_ids[token_id]},
+        **overrides,
     )
 
 
@@ -357,6 +368,20 @@ def collated(
     for key in ("references", "row_indices", "skipped_rows"):
         generation_inputs.pop(key)
     return train_batch, generation_inputs
+
+
+@torch.no_grad()
+def with_media_features(model: MultimodalGPTForConditionalGeneration, batch: dict) -> dict:
+    """`batch` with its media replaced by the features the model's (frozen) tower computes for them: what the
+    collators give for the rows of a media-feature cache."""
+    batch = dict(batch)
+    if "pixel_values" in batch:
+        batch["image_features"] = model.model.encode_images(batch.pop("pixel_values"))
+    audio_keys = ("input_features", "input_features_mask", "input_values", "input_values_mask")
+    audio = {key: batch.pop(key) for key in audio_keys if key in batch}
+    if audio:
+        batch["audio_features"], batch["audio_features_mask"] = model.model.encode_audio(**audio)
+    return batch
 
 
 def labelled_tokens(labels: torch.Tensor) -> torch.Tensor:
@@ -386,20 +411,33 @@ def build_ours(
     tokenizer: PreTrainedTokenizerBase,
     data: BenchmarkData,
     frozen_tower: bool = False,
+    cached_features: bool = False,
+    **config_overrides: Any,
 ) -> System:
-    """Ours for `task` with `fusion` (optionally its tower frozen), its batches from the package's collators."""
-    config = ours_config(task, fusion, shapes, tokenizer)
+    """Ours for `task` with `fusion` (optionally its tower frozen), its batches from the package's collators. With
+    `cached_features` (a frozen tower), the batches carry the tower's features instead of the media, as they come
+    from a media-feature cache (`train.py --cache_media_features`): the tower runs once, here, untimed."""
+    config = ours_config(task, fusion, shapes, tokenizer, **config_overrides)
     model = MultimodalGPTForConditionalGeneration(config)
-    if frozen_tower:
+    if frozen_tower or cached_features:
         model.freeze_towers("vision" if task == "captioning" else "audio")
     processor = MultimodalGPTProcessor.from_config(config, tokenizer)
     rows = data.rows(task)
     collator_class = CaptioningCollator if task == "captioning" else ASRCollator
     train_batch, generation_inputs = collated(collator_class, processor, rows)
+    if cached_features:
+        train_batch, generation_inputs = (
+            with_media_features(model, batch) for batch in (train_batch, generation_inputs)
+        )
     label = f"ours, {'captioning' if task == 'captioning' else 'ASR'}, {fusion}"
+    tower = "vision" if task == "captioning" else "audio"
+    name_suffix = "_cached" if cached_features else "_frozen" if frozen_tower else ""
+    label_suffix = (
+        f", cached {tower} features" if cached_features else f", {tower} tower frozen" if frozen_tower else ""
+    )
     return System(
-        name=f"ours_{task}_{fusion}" + ("_frozen" if frozen_tower else ""),
-        label=label + (", vision tower frozen" if frozen_tower else ""),
+        name=f"ours_{task}_{fusion}" + name_suffix,
+        label=label + label_suffix,
         group="vision" if task == "captioning" else "audio",
         model=model,
         train_batch=train_batch,
@@ -502,6 +540,10 @@ def _builders() -> dict[str, Callable[[PeerShapes, PreTrainedTokenizerBase, Benc
             build_ours, "captioning", "resampler", frozen_tower=True
         ),
     }
+    for fusion in CACHED_FEATURE_FUSIONS:
+        builders[f"ours_captioning_{fusion}_cached"] = functools.partial(
+            build_ours, "captioning", fusion, cached_features=True
+        )
     for task in ("captioning", "asr"):
         for fusion in FUSION_TYPES:
             builders[f"ours_{task}_{fusion}"] = functools.partial(build_ours, task, fusion)

@@ -61,6 +61,14 @@ class PeerBenchmarkArguments:
         },
     )
     seed: int = field(default=0, metadata={"help": "Seed of the weights and of the images, clips and captions."})
+    compile: bool = field(
+        default=False,
+        metadata={
+            "help": "torch.compile every system's training step, and generate with a static cache and a compiled "
+            "decoding step where the model supports it (ours, LLaVA, GPT-2; the encoder-decoder peers decode "
+            "eagerly). The warm-up round compiles: compile time is excluded and reported apart."
+        },
+    )
     threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)."})
 
 
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         precision=args.precision,
         new_tokens=shapes.new_tokens,
         progress=logger.info,
+        compile=args.compile,
     )
 
     # 5. Write results.json, results.md and results.png
@@ -110,6 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         rounds=args.rounds,
         shapes=shapes,
         seed=args.seed,
+        compile=args.compile,
     )
     results = {"settings": settings, "systems": rows}
     paths = write_results(results, args.output_dir)

@@ -39,7 +39,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         "",
         f"`{settings['command']}`",
         "",
-        f"{settings['device']} ({settings['device_name']}), {settings['precision']}, {settings['rounds']} timed "
+        f"{settings['device']} ({settings['device_name']}), {settings['precision']}"
+        f"{', compiled' if settings.get('compile') else ''}, {settings['rounds']} timed "
         f"round(s) after one warm-up round, medians; batch {settings['shapes']['batch_size']}, "
         f"{settings['shapes']['text_tokens']} labelled text tokens, {settings['shapes']['new_tokens']} new tokens "
         f"per generated sample; torch {settings['torch']}, transformers {settings['transformers']}, "
@@ -55,6 +56,17 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {_ratio(row['vs_peer'], 'generation')} | {_ratio(row['vs_gpt2'], 'generation')} "
             f"| {row['peak_memory_mib']:,.0f} | {row['decoder_positions']} |"
         )
+    if settings.get("compile"):
+        eager = [row["label"] for row in results["systems"] if not row.get("compiled_generation")]
+        lines += [
+            "",
+            "Compiled (`--compile`): every training step runs `torch.compile`d; generation uses a static cache and a "
+            "compiled decoding step"
+            + (f", except for {', '.join(eager)} (eager decoding)" if eager else "")
+            + ". Compile time is excluded (the warm-up round compiles): "
+            + ", ".join(f"{row['label']} {row['warm_up_s']:.0f} s" for row in results["systems"])
+            + ".",
+        ]
     lines += ["", f"Peak memory: {settings['memory_method']}", ""]
     return "\n".join(lines)
 

@@ -38,13 +38,18 @@ import numpy as np
 import torch
 from transformers import BatchFeature, TrainerCallback
 
+from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN
 from ..media_multimodal_gpt import load_image
 from ..processing_multimodal_gpt import MultimodalGPTProcessor
+from .augment import Augmentation
+from .feature_cache import AUDIO_FEATURES, IMAGE_FEATURES, MEDIA_ERROR
 from .tasks import ASR, CAPTIONING, MMT, PRETRAIN, TRANSLATION, BadRowError, Example, MissingColumnError, Task
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+# The processor's outputs that hold images (one row per image); every other media output holds audio clips.
+IMAGE_INPUTS = ("pixel_values", "image_features")
 # Tokenizers report this (int(1e30)) as `model_max_length` when no limit was saved.
 _UNSET_MODEL_MAX_LENGTH = int(1e9)
 
@@ -76,11 +81,14 @@ class CollatorStats:
 
 @dataclass
 class _Sample:
-    """An example with its media decoded: PIL RGB images and float32 clips at the feature extractor's rate."""
+    """An example with its media decoded: PIL RGB images and float32 clips at the feature extractor's rate; or,
+    for a row of a media-feature cache (`features=True`), each medium's precomputed features."""
 
     example: Example
     images: list[Any]
     audio: list[np.ndarray]
+    generator: np.random.Generator | None = None  # the row's augmentation choices, when augmenting
+    features: bool = False
 
 
 @dataclass
@@ -100,8 +108,20 @@ class TaskCollator:
             `<|endoftext|>`, its document separator), so that the first target token of a text-only sample, whose
             prompt is empty, has a position to be predicted from.
         pad_to_multiple_of (`int`, *optional*): pad the sequence length up to a multiple of this.
-        epoch (`int`, defaults to 0): picks the training reference of multi-reference rows; [`EpochCallback`] keeps
-            it in step with the `Trainer`.
+        epoch (`int`, defaults to 0): picks the training reference of multi-reference rows, and seeds the
+            augmentation; [`EpochCallback`] keeps it in step with the `Trainer`.
+        media_targets (`tuple[str, ...]`, defaults to `()`): modalities (`"vision"`, `"audio"`) whose media tokens are
+            labelled as next-element targets, with their placeholder id (every token of a span but the first, which
+            nothing of its medium precedes): set it to `model.config.media_prediction_modalities`. A media-only row
+            (pretraining) needs one of its media here, else it has nothing to learn and is skipped.
+        augmentation ([`~augment.Augmentation`], *optional*): changes media at random in training batches (never in
+            generation batches).
+        packing (`bool`, defaults to `False`): training batches pack their samples, whole, into as few rows of at
+            most `max_length` tokens as fit (balanced, see [`pack_rows`]), instead of one padded row per sample:
+            less work on padding. A batch that packing would not shorten is padded as usual. Each sample's
+            `position_ids` restart at 0 and the batch has no `attention_mask`, which tells the model (and
+            Transformers' masks) that each token attends only to its own sample: its text and its media. The loss
+            is the unpacked batch's. Needs `max_length`.
 
     Returns (from `__call__`):
         [`BatchFeature`] with `input_ids` and `attention_mask` `(batch_size, sequence_length)`, `labels` (training)
@@ -118,6 +138,9 @@ class TaskCollator:
     add_bos_token: bool = True
     pad_to_multiple_of: int | None = None
     epoch: int = 0
+    media_targets: tuple[str, ...] = ()
+    augmentation: Augmentation | None = None
+    packing: bool = False
     stats: CollatorStats = field(default_factory=CollatorStats, init=False)
     _warned: set[str] = field(default_factory=set, init=False, repr=False)
 
@@ -128,6 +151,10 @@ class TaskCollator:
                 "The tokenizer needs a pad and an eos token: call multimodal_gpt.add_multimodal_tokens(tokenizer) "
                 "(it adds <|pad|>), and use a tokenizer with an eos token such as GPT-2's <|endoftext|>."
             )
+        if self.packing and self.for_generation:
+            raise ValueError("packing=True packs training rows; generation batches are prompts: drop one of them.")
+        if self.packing and self._max_length() is None:
+            raise ValueError("packing=True packs samples into rows of max_length tokens: set max_length.")
 
     # ----- public -----------------------------------------------------------------------------------------------
 
@@ -146,6 +173,8 @@ class TaskCollator:
                 "clean the data set, or check that its columns hold what the task expects."
             )
         prompt_ids, media = self._encode_prompts(samples)
+        if "input_features" in media and self._augmenting():
+            media["input_features"] = self._masked_log_mel(samples, media)
         return self._training_batch(samples, prompt_ids, media)
 
     def decode_predictions(self, generated: torch.Tensor, input_ids: torch.Tensor) -> list[str]:
@@ -176,20 +205,78 @@ class TaskCollator:
 
     # ----- rows -> decoded samples ------------------------------------------------------------------------------
 
+    @property
+    def changes_media_between_epochs(self) -> bool:
+        """Whether this collator gives a medium different pixels or samples from one epoch to the next (random
+        augmentation). A media-feature cache (`multimodal_gpt.data.feature_cache`) encodes each medium once, so it
+        refuses such a collator; a collator that augments media must return `True`."""
+        return self._augmenting()
+
+    def decode_media(self, example: Example) -> tuple[list[Any], list[np.ndarray]]:
+        """The example's images (PIL RGB) and clips (float32 at the feature extractor's rate), decoded by the
+        processor's own decoder, so that training and serving see the same pixels and samples. Raises the decoder's
+        error (`ValueError`, `FileNotFoundError`, `TypeError`) for an unusable medium."""
+        images = [load_image(source) for source in example.images]
+        audio = [self.processor.load_audio_clip(source) for source in example.audio]
+        return images, audio
+
     def _decode_row(self, row: Mapping[str, Any]) -> _Sample | str:
-        """The row's example with decoded media, or why the row is skipped."""
+        """The row's example with decoded media (or their cached features), or why the row is skipped."""
         self.task.check_columns(row)  # a missing column is a pipeline error: never skipped
         try:
             example = self.task.example(row, epoch=self.epoch)
         except BadRowError as error:
             return self._skip(error)
         self._check_processor_takes(example)  # a configuration error: never skipped
+        if not example.target and not self.for_generation and not self._has_media_target(example):
+            return self._skip(BadRowError("a media-only row, but media prediction is off (no media_targets)"))
+        if MEDIA_ERROR in row:  # a row of a media-feature cache: its media were encoded once, or were unusable
+            if row[MEDIA_ERROR]:
+                return self._skip(BadRowError(row[MEDIA_ERROR]))
+            return _Sample(example, list(row[IMAGE_FEATURES]), list(row[AUDIO_FEATURES]), features=True)
         try:  # the processor's own decoding, so that training and serving see the same pixels and samples
-            images = [load_image(source) for source in example.images]
-            audio = [self.processor.load_audio_clip(source) for source in example.audio]
+            images, audio = self.decode_media(example)
         except (ValueError, FileNotFoundError, TypeError) as error:  # the decoder's errors for unusable media
             return self._skip(error)
-        return _Sample(example, images, audio)
+        if not self._augmenting():
+            return _Sample(example, images, audio)
+        return self._augmented(_Sample(example, images, audio))
+
+    def _has_media_target(self, example: Example) -> bool:
+        return bool(
+            example.images and "vision" in self.media_targets or example.audio and "audio" in self.media_targets
+        )
+
+    # ----- augmentation (training batches only) -----------------------------------------------------------------
+
+    def _augmenting(self) -> bool:
+        return self.augmentation is not None and self.augmentation.changes_anything and not self.for_generation
+
+    def _augmented(self, sample: _Sample) -> _Sample:
+        example = sample.example
+        texts = (example.prompt, *example.references)
+        generator = self.augmentation.generator(example.images + example.audio, texts, self.epoch)
+        images = [self.augmentation.image(image, generator, texts) for image in sample.images]
+        audio = []
+        for clip in sample.audio:
+            changed = self.augmentation.waveform(clip, generator)
+            try:  # slowed down past a Whisper-style window: keep the clip as it is
+                self.processor._check_clip_length(len(changed))
+            except ValueError:
+                changed = clip
+            audio.append(changed)
+        return _Sample(example, images, audio, generator)
+
+    def _masked_log_mel(self, samples: list[_Sample], media: dict[str, torch.Tensor]) -> torch.Tensor:
+        """SpecAugment's masks on each clip's log-mel features, drawn by its row's generator."""
+        owners = [sample for sample in samples for _ in sample.audio]
+        valid_frames = media["input_features_mask"].sum(-1).tolist()
+        return torch.stack(
+            [
+                self.augmentation.log_mel(features, int(frames), owner.generator)
+                for features, frames, owner in zip(media["input_features"], valid_frames, owners)
+            ]
+        )
 
     def _skip(self, error: Exception) -> str:
         if not self.skip_bad_rows:
@@ -215,13 +302,16 @@ class TaskCollator:
         """Prompt ids (bos included, placeholders expanded) per sample, and the media tensors of all samples."""
         images = [image for sample in samples for image in sample.images]
         audio = [clip for sample in samples for clip in sample.audio]
-        encoded = self.processor(
-            text=[sample.example.prompt for sample in samples],
-            images=images or None,
-            audio=audio or None,
-            sampling_rate=self.processor.feature_extractor.sampling_rate if audio else None,
-            add_special_tokens=False,
-        )
+        if len({sample.features for sample in samples}) > 1:
+            raise ValueError(
+                "A batch mixes rows of a media-feature cache with raw rows: cache the whole data set, or none of it."
+            )
+        if samples[0].features:
+            media = {"image_features": images or None, "audio_features": audio or None}
+        else:
+            sampling_rate = self.processor.feature_extractor.sampling_rate if audio else None
+            media = {"images": images or None, "audio": audio or None, "sampling_rate": sampling_rate}
+        encoded = self.processor(text=[sample.example.prompt for sample in samples], **media, add_special_tokens=False)
         bos_token_id = self._bos_token_id()
         bos = [] if bos_token_id is None else [bos_token_id]
         prompt_ids = [bos + list(ids) for ids in encoded["input_ids"]]
@@ -237,10 +327,25 @@ class TaskCollator:
         return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
     def _target_ids(self, samples: list[_Sample]) -> list[list[int]]:
-        """Target token ids per sample, eos appended."""
+        """Target token ids per sample, eos appended (none for a media-only row, which has no text)."""
         tokenizer = self.processor.tokenizer
         targets = tokenizer([sample.example.target for sample in samples], add_special_tokens=False)["input_ids"]
-        return [list(ids) + [tokenizer.eos_token_id] for ids in targets]
+        return [
+            list(ids) + [tokenizer.eos_token_id] if sample.example.target else []
+            for ids, sample in zip(targets, samples)
+        ]
+
+    def _prompt_labels(self, prompt: list[int]) -> list[int]:
+        """-100 on the prompt, except media tokens of `media_targets` after the first of their span: their own
+        placeholder id, which makes them next-element targets."""
+        tokens = {"vision": IMAGE_TOKEN, "audio": AUDIO_TOKEN}
+        target_ids = {
+            self.processor.tokenizer.convert_tokens_to_ids(tokens[modality]) for modality in self.media_targets
+        }
+        return [
+            token if token in target_ids and position > 0 and prompt[position - 1] == token else IGNORE_INDEX
+            for position, token in enumerate(prompt)
+        ]
 
     # ----- batches ----------------------------------------------------------------------------------------------
 
@@ -254,10 +359,48 @@ class TaskCollator:
                 continue
             kept.append(index)
             sequences.append(prompt + target)
-            labels.append([IGNORE_INDEX] * len(prompt) + target)
+            labels.append(self._prompt_labels(prompt) + target)
+        packed = self._packed(sequences, labels) if self.packing else None
+        if packed is not None:
+            batch, order = packed
+            return self._finish(batch, samples, media, [kept[index] for index in order])
         batch = self._padded(sequences, padding_side="right")
         batch["labels"] = self._pad_rows(labels, IGNORE_INDEX, batch["input_ids"].shape[1], "right")
         return self._finish(batch, samples, media, kept)
+
+    def _packed(
+        self, sequences: list[list[int]], labels: list[list[int]]
+    ) -> tuple[dict[str, torch.Tensor], list[int]] | None:
+        """`sequences` packed into rows of at most `max_length` tokens (see `packing`), and the order in which the
+        samples now appear (row by row), which their media follow; `None` when packing would not take fewer
+        positions than one padded row per sample (then the batch is padded as usual). The padding at the end of a
+        row is one more segment whose positions restart at 0, so that no real token attends to it."""
+        rows = pack_rows(list(map(len, sequences)), self._max_length())
+        length = self._padded_length(max(sum(len(sequences[index]) for index in row) for row in rows))
+        if len(rows) * length >= len(sequences) * self._padded_length(max(map(len, sequences))):
+            return None
+        pad_id = self.processor.tokenizer.pad_token_id
+        packed = {
+            key: torch.full((len(rows), length), value)
+            for key, value in (("input_ids", pad_id), ("labels", IGNORE_INDEX), ("position_ids", 0))
+        }
+        for row_index, row in enumerate(rows):
+            start = 0
+            for index in row:
+                end = start + len(sequences[index])
+                packed["input_ids"][row_index, start:end] = torch.tensor(sequences[index])
+                # the first token is never predicted within its sample (the shift drops it when unpacked): it must
+                # not be predicted from the end of the sample before it either
+                packed["labels"][row_index, start + 1 : end] = torch.tensor(labels[index][1:], dtype=torch.long)
+                packed["position_ids"][row_index, start:end] = torch.arange(end - start)
+                start = end
+            packed["position_ids"][row_index, start:] = torch.arange(length - start)
+        return packed, [index for row in rows for index in row]
+
+    def _padded_length(self, length: int) -> int:
+        if self.pad_to_multiple_of:
+            return math.ceil(length / self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return length
 
     def _generation_batch(self, samples: list[_Sample], positions: list[int], skipped: dict[int, str]) -> BatchFeature:
         """Left-padded prompts of the samples that fit, with their references and rows; `skipped_rows` says why each
@@ -345,27 +488,66 @@ class TaskCollator:
         return padded
 
     def _kept_media(self, samples: list[_Sample], media: dict[str, torch.Tensor], kept: list[int]) -> dict:
-        """The media tensors of the kept samples only, still in placeholder order."""
+        """The media tensors of the kept samples only, in the placeholder order of the batch: the order of `kept`
+        (ascending, or the order in which packing laid the samples out)."""
         image_owner = [index for index, sample in enumerate(samples) for _ in sample.example.images]
         audio_owner = [index for index, sample in enumerate(samples) for _ in sample.example.audio]
-        kept_set = set(kept)
         selected: dict[str, torch.Tensor] = {}
         for key, tensor in media.items():
-            owners = image_owner if key == "pixel_values" else audio_owner
-            rows = [row for row, owner in enumerate(owners) if owner in kept_set]
+            owners = image_owner if key in IMAGE_INPUTS else audio_owner
+            rows = [row for sample in kept for row, owner in enumerate(owners) if owner == sample]
             if rows:
-                selected[key] = tensor if len(rows) == len(owners) else tensor[rows]
-        if "input_values" in selected and len(selected["input_values"]) < len(media["input_values"]):
-            # Waveforms are padded to the longest clip of the batch; a dropped sample may have been that clip.
-            longest = int(selected["input_values_mask"].sum(-1).max())
-            selected["input_values"] = selected["input_values"][:, :longest]
-            selected["input_values_mask"] = selected["input_values_mask"][:, :longest]
+                selected[key] = tensor if rows == list(range(len(owners))) else tensor[rows]
+        for key in ("input_values", "audio_features"):
+            if key in selected and len(selected[key]) < len(media[key]):
+                # Waveforms (and features) are padded to the longest clip of the batch; a dropped sample may have
+                # been that clip.
+                longest = int(selected[f"{key}_mask"].sum(-1).max())
+                selected[key] = selected[key][:, :longest]
+                selected[f"{key}_mask"] = selected[f"{key}_mask"][:, :longest]
         return selected
 
     def _warn_once(self, kind: str, message: str) -> None:
         if kind not in self._warned:
             self._warned.add(kind)
             logger.warning(message)
+
+
+def pack_rows(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of `lengths` grouped into rows of at most `capacity`: the rows of a packed batch. As few rows as first
+    fit decreasing makes, balanced where it can be (longest sample first, each into the row that holds the fewest
+    tokens), so that the longest row, which every row is padded to, stays short; a row keeps its samples in their
+    order, and the rows follow their first samples. A length above `capacity` gets a row of its own (the collators
+    never make one: they cut or drop longer samples first)."""
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    fewest = [[order[slot] for slot in row] for row in _first_fit([lengths[index] for index in order], capacity)]
+    rows = fewest
+    balanced: list[list[int]] = [[] for _ in fewest]
+    totals = [0] * len(fewest)
+    for index in order:
+        row = min(range(len(balanced)), key=lambda row: totals[row])
+        if totals[row] + lengths[index] > capacity:
+            break  # the lightest row has no room: keep first fit's rows
+        balanced[row].append(index)
+        totals[row] += lengths[index]
+    else:
+        rows = balanced
+    return sorted((sorted(row) for row in rows if row), key=lambda row: row[0])
+
+
+def _first_fit(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Indices of `lengths` in bins of at most `capacity`, each into the first bin with room, in order."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for index, length in enumerate(lengths):
+        target = next((slot for slot, free in enumerate(room) if free >= length), None)
+        if target is None:
+            bins.append([])
+            room.append(capacity)
+            target = len(bins) - 1
+        bins[target].append(index)
+        room[target] -= length
+    return bins
 
 
 @dataclass
@@ -442,4 +624,5 @@ __all__ = [
     "PretrainCollator",
     "TaskCollator",
     "TranslationCollator",
+    "pack_rows",
 ]

@@ -23,14 +23,14 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
 import datasets
-from datasets import Dataset, Features, IterableDataset, Value, concatenate_datasets
+from datasets import Dataset, IterableDataset, concatenate_datasets
 
 from ..media_multimodal_gpt import read_audio
 from .corpora import (
@@ -46,6 +46,7 @@ from .corpora import (
     split_fsdd_by_recording,
 )
 from .local_files import TABLE_BUILDERS, media_folder_metadata, resolve_media_paths, table_splits, with_features
+from .mix import media_rows, parse_mix_weights, text_rows, weighted_mix
 from .synthetic import make_demo_splits
 from .tasks import BadRowError, Task, get_task
 
@@ -66,8 +67,6 @@ DEFAULT_SOURCES = {"asr": "fsdd", "translation": "multi30k", "captioning": "flic
 VALIDATION_ALIASES = {"validation": "val"}
 READ_SPEECH_VALIDATION = 20
 SYNTHETIC_TASKS = {"pretrain": "pretraining", "captioning": "captioning", "translation": "translation", "asr": "asr"}
-# Media are file paths, `None` where a row has none.
-PRETRAIN_FEATURES = Features({"text": Value("string"), "image": Value("string"), "audio": Value("string")})
 
 
 def builtin_splits(
@@ -77,6 +76,7 @@ def builtin_splits(
     *,
     source_lang: str = "en",
     target_lang: str = "de",
+    pretrain_mix: dict[str, float] | None = None,
 ) -> dict[str, SplitLoader]:
     """The splits of a built-in corpus for `task`, each as a function that loads it (nothing is read before).
 
@@ -87,7 +87,8 @@ def builtin_splits(
     - `flickr8k` (captioning, pretrain, mmt): every `<split>.jsonl`; for mmt, the Multi30k splits of its rows
       ([`~corpora.keep_multi30k_rows`]);
     - `synthetic` (asr, translation, captioning, pretrain): `train`, `validation`, `test` (generated, seed 0);
-    - `None` (pretrain): `train` and `validation` of the four real corpora mixed and shuffled.
+    - `None` (pretrain): `train` and `validation` of the four real corpora mixed and shuffled, weighted by kind with
+      `pretrain_mix` (text, text pairs, image-text, audio-text, media-only rows: see `multimodal_gpt.data.mix`).
 
     `validation` also names a layout's `val` split. Pretraining rows have the columns `text`, `image`, `audio`
     (paths, `None` where absent) for multi30k, flickr8k and the mix; fsdd and read_speech rows keep their own.
@@ -97,13 +98,15 @@ def builtin_splits(
         task (`str`): the task that reads the rows.
         root (`str` or `os.PathLike`, *optional*): the data folder (default [`default_data_dir`]).
         source_lang, target_lang (`str`): the language pair of multi30k translation and flickr8k mmt rows.
+        pretrain_mix (`dict[str, float]`, *optional*): the weight of each kind of row in the pretraining mix
+            ([`~mix.parse_mix_weights`]); `None`: text, image-text and audio-text rows as they come.
 
     Raises:
         `ValueError`: the corpus does not serve `task`, or lacks the language pair.
     """
     if name is None:
         if task == "pretrain":
-            return _pretrain_mix_splits(root)
+            return _pretrain_mix_splits(root, pretrain_mix)
         name = DEFAULT_SOURCES[task]
     servers = {
         "fsdd": (("asr", "pretrain"), _fsdd_splits),
@@ -114,6 +117,8 @@ def builtin_splits(
     }
     if name not in servers:
         raise ValueError(f"Unknown built-in corpus {name!r}: choose one of {list(BUILTIN_SOURCES)}.")
+    if pretrain_mix is not None:
+        raise ValueError(f"--pretrain_mix weights the built-in pretraining mix (no --dataset_name), not {name!r}.")
     tasks, splits_of = servers[name]
     if task not in tasks:
         raise ValueError(f"The built-in corpus {name!r} serves the tasks {list(tasks)}, not {task!r}.")
@@ -148,7 +153,7 @@ def _multi30k_splits(root, task: str, *, source_lang: str, target_lang: str) -> 
     def load(split: str) -> Dataset:
         if task == "pretrain":  # both sides of every pair as text-only rows
             pairs = load_multi30k(root, split)
-            return _text_rows(sentence for row in pairs for sentence in (row["source"], row["target"]))
+            return text_rows(sentence for row in pairs for sentence in (row["source"], row["target"]))
         return load_multi30k(root, split, source_lang=source_lang, target_lang=target_lang)
 
     return {split: partial(load, split) for split in multi30k_languages(root)}
@@ -163,7 +168,7 @@ def _flickr8k_splits(root, task: str, *, source_lang: str, target_lang: str) -> 
     def load(split: str) -> Dataset:
         flickr = load_flickr8k(root, split)
         if task == "pretrain":  # one image-text row per caption
-            return _media_rows("image", ((row["image"], caption) for row in flickr for caption in row["captions"]))
+            return media_rows("image", ((row["image"], caption) for row in flickr for caption in row["captions"]))
         return flickr
 
     return {split: partial(load, split) for split in files}
@@ -194,37 +199,27 @@ def _synthetic_splits(root, task: str, **languages: str) -> dict[str, SplitLoade
     return {split: partial(lambda name: generated[name], split) for split in generated}
 
 
-def _pretrain_mix_splits(root) -> dict[str, SplitLoader]:
-    """Text-only, image-text and audio-text rows in one data set (columns `text`, `image`, `audio`), shuffled."""
+def _pretrain_mix_splits(root, weights: dict[str, float] | None) -> dict[str, SplitLoader]:
+    """The rows of every kind of `multimodal_gpt.data.mix` (columns `text`, `image`, `audio`), weighted, shuffled."""
+    languages = {"source_lang": "en", "target_lang": "de"}
 
     def load(split: str) -> Dataset:
-        multi30k = _multi30k_splits(root, "pretrain", source_lang="en", target_lang="de")
-        flickr8k = _flickr8k_splits(root, "pretrain", source_lang="en", target_lang="de")
         name_in_layout = "train" if split == "train" else "val"
-        fsdd = _fsdd_splits(root, "pretrain")[split]()
-        speech = _read_speech_splits(root, "pretrain")[split]()
-        parts = [
-            multi30k[name_in_layout](),
-            flickr8k[name_in_layout](),
-            _media_rows("audio", ((row["audio"], row["text"]) for row in fsdd)),
-            _media_rows("audio", ((row["audio"], row["text"]) for row in speech)),
-        ]
-        return concatenate_datasets(parts).shuffle(seed=0)
+        speech = (_fsdd_splits(root, "pretrain")[split], _read_speech_splits(root, "pretrain")[split])
+        clips = cache(lambda: [(row["audio"], row["text"]) for load_clips in speech for row in load_clips()])
+        pairs = cache(lambda: load_multi30k(root, name_in_layout))
+        flickr = cache(lambda: load_flickr8k(root, name_in_layout))
+        parts = {
+            "text": lambda: _multi30k_splits(root, "pretrain", **languages)[name_in_layout](),
+            "text_pair": lambda: text_rows(f"{row['source']}\n{row['target']}" for row in pairs()),
+            "image_text": lambda: _flickr8k_splits(root, "pretrain", **languages)[name_in_layout](),
+            "audio_text": lambda: media_rows("audio", clips()),
+            "image": lambda: media_rows("image", ((row["image"], None) for row in flickr())),
+            "audio": lambda: media_rows("audio", ((audio, None) for audio, _ in clips())),
+        }
+        return weighted_mix(parts, weights)
 
     return {split: partial(load, split) for split in ("train", "validation")}
-
-
-def _text_rows(texts: Iterable[str]) -> Dataset:
-    texts = [text.strip() for text in texts if text.strip()]
-    empty = [None] * len(texts)
-    return Dataset.from_dict({"text": texts, "image": empty, "audio": empty}, features=PRETRAIN_FEATURES)
-
-
-def _media_rows(column: str, pairs: Iterable[tuple[str, str]]) -> Dataset:
-    media, texts = zip(*pairs)
-    other = "audio" if column == "image" else "image"
-    rows = {"text": list(texts), column: list(media), other: [None] * len(texts)}
-    return Dataset.from_dict(rows, features=PRETRAIN_FEATURES)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -469,7 +464,9 @@ def available_splits(data_args: Any, media_columns: Sequence[str] = ()) -> tuple
     is_builtin = data_args.dataset_name is None or data_args.dataset_name in BUILTIN_SOURCES
     has_files = any(getattr(data_args, flag) for flag in SPLIT_FILES.values())
     if is_builtin and not has_files:
-        unused = ["dataset_config_name", "cache_dir"]
+        unused = ["dataset_config_name"]
+        if not getattr(data_args, "cache_media_features", False):  # the media-feature cache is written there
+            unused.append("cache_dir")
         if data_args.min_duration_in_seconds is None and data_args.max_duration_in_seconds is None:
             unused.append("preprocessing_num_workers")  # only the duration filter runs in processes here
         for flag in unused:
@@ -482,11 +479,19 @@ def available_splits(data_args: Any, media_columns: Sequence[str] = ()) -> tuple
             root,
             source_lang=data_args.source_lang or "en",
             target_lang=data_args.target_lang or "de",
+            pretrain_mix=_pretrain_mix(data_args),
         )
         return splits, data_args.dataset_name or DEFAULT_SOURCES.get(data_args.task, "the built-in pretraining mix")
     if data_args.data_dir is not None:
         raise ValueError("--data_dir locates the built-in corpora; with your own data it is not read: drop it.")
+    if _pretrain_mix(data_args) is not None:
+        raise ValueError("--pretrain_mix weights the built-in pretraining mix; with your own data, drop it.")
     return _user_splits(data_args, media_columns)
+
+
+def _pretrain_mix(data_args: Any) -> dict[str, float] | None:
+    spec = getattr(data_args, "pretrain_mix", None)
+    return parse_mix_weights(spec) if spec else None
 
 
 def _prepared(dataset: AnyDataset, data_args: Any) -> AnyDataset:

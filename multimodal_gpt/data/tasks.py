@@ -2,7 +2,7 @@
 
 | task          | row columns                         | prompt                                                     |
 | ------------- | ----------------------------------- | ---------------------------------------------------------- |
-| `pretrain`    | `text`, optional `image` / `audio`  | `""`, `"<image>"` or `"<audio>"` (the row's media)         |
+| `pretrain`    | `text` and / or `image` / `audio`   | `""`, `"<image>"` or `"<audio>"` (the row's media)         |
 | `captioning`  | `image`, `captions` (one or a list) | `"<image>"`                                                |
 | `asr`         | `audio`, `text`                     | `"<audio>"`                                                |
 | `translation` | `source`, `target`                  | `"Translate English to German: {source}\\nGerman:"`        |
@@ -24,6 +24,9 @@ Conventions shared by training and generation, so that what the model learns is 
 - Captioning trains on one reference per row and epoch: `captions[(crc32(captions) + epoch) % n]`, deterministic,
   and over `n` epochs each reference is used once (set the epoch with `collators.EpochCallback`). Evaluation keeps
   all references; the other tasks have the one reference `[target]`.
+
+A pretraining row with a medium may have no text (a media-only row): its example has an empty target and no
+references, and the model learns from the medium alone (next-element prediction, `media_loss_weight`).
 
 Rows that cannot make an example (an empty target, a missing medium, text that contains a placeholder) raise
 [`BadRowError`]; rows that lack a column altogether raise [`MissingColumnError`], which says that the `Trainer`
@@ -66,7 +69,8 @@ class Example:
             whitespace (`""` for text-only pretraining).
         images (`tuple`): the row's image sources (paths, bytes, dicts, PIL images), in placeholder order.
         audio (`tuple`): the row's audio sources (paths, bytes, `{"array", "sampling_rate"}` dicts), in order.
-        target (`str`): the text to learn, with its leading space, without eos (the collator appends it).
+        target (`str`): the text to learn, with its leading space, without eos (the collator appends it); `""` for a
+            media-only row, which has no text to learn.
         references (`tuple[str, ...]`): the reference texts for evaluation, stripped (all captions for captioning).
     """
 
@@ -96,6 +100,8 @@ class Task:
             `{"array", "sampling_rate"}`).
         media_optional (`bool`, defaults to `False`): the media columns may be absent or `None` (pretraining: such a
             row is text-only). Otherwise a row without its medium is a [`BadRowError`].
+        text_optional (`bool`, defaults to `False`): a row with a medium may have an empty or `None` target (a
+            media-only pretraining row): its [`Example`] has the target `""` and no references.
         source_lang, target_lang (`str`, defaults to `"en"`, `"de"`): language codes used when a row has no
             `source_lang` / `target_lang` column; [`LANGUAGE_NAMES`] names them in the prompt (unknown codes are used
             as they are).
@@ -109,6 +115,7 @@ class Task:
     image_column: str | None = None
     audio_column: str | None = None
     media_optional: bool = False
+    text_optional: bool = False
     source_lang: str = "en"
     target_lang: str = "de"
 
@@ -186,9 +193,11 @@ class Task:
             [`MissingColumnError`]: a column is absent. [`BadRowError`]: the row cannot make an example.
         """
         self.check_columns(row)
-        references = self._references(row)
         images = self._media(row, self.image_column)
         audio = self._media(row, self.audio_column)
+        has_text = any(text.strip() for text in self.target_texts(row))
+        media_only = self.text_optional and bool(images or audio) and not has_text
+        references = () if media_only else self._references(row)
         fields = {
             "image": IMAGE_TOKEN * len(images),
             "audio": AUDIO_TOKEN * len(audio),
@@ -196,7 +205,7 @@ class Task:
             "source_language": language_name(self._language(row, "source_lang")),
             "target_language": language_name(self._language(row, "target_lang")),
         }
-        target = TARGET_PREFIX + references[reference_index(references, epoch)]
+        target = TARGET_PREFIX + references[reference_index(references, epoch)] if references else ""
         return Example(self.prompt_template.format(**fields), images, audio, target, references)
 
     def _language(self, row: Mapping[str, Any], field_name: str) -> str:
@@ -298,6 +307,7 @@ PRETRAIN = Task(
     image_column="image",
     audio_column="audio",
     media_optional=True,
+    text_optional=True,
 )
 CAPTIONING = Task("captioning", prompt_template="{image}", target_column="captions", image_column="image")
 TRANSLATION = Task(

@@ -81,6 +81,54 @@ class ModelArguments:
         default=False,
         metadata={"help": "After training, also save the model with the adapter merged in, in <output_dir>/merged."},
     )
+    recipe: str | None = field(
+        default=None,
+        metadata={
+            "help": "A training recipe: a name (pretrain, asr, translation, captioning, mmt; see "
+            "multimodal_gpt/training/recipes/) or a JSON / YAML file of flags. Its values are the defaults of this "
+            "run; flags given on the command line win. The output folder records it in recipe.json."
+        },
+    )
+    media_loss_weight: str | None = field(
+        default=None,
+        metadata={
+            "help": "Next-element prediction for media (pretraining): the weight of the media loss against the text "
+            "loss, for every modality ('0.5') or per modality ('vision=0.5,audio=1'); 0 turns it off. Sets the "
+            "config of a new model, or of the checkpoint continued (0 drops a pretraining checkpoint's heads). "
+            "Default: the preset's or the checkpoint's."
+        },
+    )
+    tower_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the vision and audio towers (default: --learning_rate)."}
+    )
+    fusion_learning_rate: float | None = field(
+        default=None,
+        metadata={
+            "help": "Learning rate of the fusion: projectors, resamplers, gated cross-attention, media prediction "
+            "heads (default: --learning_rate)."
+        },
+    )
+    embedding_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of GPT-2's token and position embeddings (and tied LM head)."},
+    )
+    language_model_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of GPT-2's blocks and final norm (default: --learning_rate)."}
+    )
+    train_only_fusion_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Staged training: the first N optimizer steps train only the fusion (towers and GPT-2 frozen), "
+            "then everything trains (0: off). Unlike --train_only_fusion, which freezes them for the whole run."
+        },
+    )
+    average_checkpoints: int = field(
+        default=0,
+        metadata={
+            "help": "Save as the final model the average of the weights of the last N completed checkpoints (0: "
+            "off; needs --save_strategy steps, and --save_total_limit of at least N if set)."
+        },
+    )
 
 
 @dataclass
@@ -186,7 +234,11 @@ class DataArguments:
         },
     )
     cache_dir: str | None = field(
-        default=None, metadata={"help": "The datasets cache folder (default: $HF_DATASETS_CACHE)."}
+        default=None,
+        metadata={
+            "help": "The datasets cache folder (default: $HF_DATASETS_CACHE), also where --cache_media_features "
+            "stores its features."
+        },
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use at most this many training rows."})
     max_eval_samples: int | None = field(
@@ -218,10 +270,87 @@ class DataArguments:
     max_predict_samples: int | None = field(
         default=None, metadata={"help": "Use at most this many rows of the --predict_split_name split."}
     )
+    pretrain_mix: str | None = field(
+        default=None,
+        metadata={
+            "help": "pretrain, built-in mix only: the share of each kind of row, e.g. 'text=1,text_pair=1,"
+            "image_text=2,audio_text=2,image=1,audio=1' (kinds not named: none). Kinds: text (Multi30k sentences), "
+            "text_pair (an English sentence and its German translation in one row), image_text (Flickr8k image + "
+            "caption), audio_text (FSDD / read-speech clip + transcript), image and audio (media alone, for "
+            "--media_loss_weight). Default: text, image_text and audio_text rows as they come."
+        },
+    )
+    audio_speed_perturbation: float | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only: resample each clip by a random factor in [1-x, 1+x]."},
+    )
+    audio_noise_snr_db: float | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only: add white noise at a random SNR in [x, x+20] dB."},
+    )
+    spec_augment_time_masks: int | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only (log-mel towers): SpecAugment time masks per clip."},
+    )
+    spec_augment_time_mask_fraction: float | None = field(
+        default=None,
+        metadata={"help": "The longest SpecAugment time mask, as a fraction of the clip's frames (default 0.05)."},
+    )
+    spec_augment_frequency_masks: int | None = field(
+        default=None,
+        metadata={"help": "asr, pretrain, training only (log-mel towers): SpecAugment frequency masks per clip."},
+    )
+    spec_augment_frequency_mask_bins: int | None = field(
+        default=None, metadata={"help": "The widest SpecAugment frequency mask, in mel bins (default 8)."}
+    )
+    image_crop_scale: float | None = field(
+        default=None,
+        metadata={
+            "help": "captioning, mmt, pretrain, training only: random resized crops that keep at least this "
+            "fraction of the image's area (e.g. 0.6)."
+        },
+    )
+    image_horizontal_flip: bool = field(
+        default=False,
+        metadata={
+            "help": "captioning, mmt, pretrain, training only: flip half the images, except those whose texts name "
+            "a side (left/right, links/rechts, ...), which a flip would make wrong."
+        },
+    )
+    cache_media_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Encode every image and clip of the training split once with the frozen towers, store the "
+            "features in a datasets cache (keyed by the data, the towers' weights and the processor's settings, so a "
+            "rerun reuses it) and train from them: a step then costs what the fusion and GPT-2 cost. Needs frozen "
+            "towers (--freeze_towers or --train_only_fusion) without dropout or SpecAugment in their config; not "
+            "with --streaming. The files go under --cache_dir (default $HF_DATASETS_CACHE)."
+        },
+    )
+    packing: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack each training batch's samples into as few rows of --max_length tokens as fit, instead of "
+            "one padded row each: no work on padding. Positions restart at 0 for every sample and each token "
+            "attends only to its own sample (text and media), so the loss is the unpacked one."
+        },
+    )
 
     def __post_init__(self):
         names = [self.eval_split_name] if isinstance(self.eval_split_name, str) else self.eval_split_name
         self.eval_split_name = [part.strip() for name in names for part in name.split(",") if part.strip()]
+
+
+# The augmentation flags of each medium (`multimodal_gpt.data.augment`).
+AUDIO_AUGMENTATION_FLAGS = {
+    "audio_speed_perturbation",
+    "audio_noise_snr_db",
+    "spec_augment_time_masks",
+    "spec_augment_time_mask_fraction",
+    "spec_augment_frequency_masks",
+    "spec_augment_frequency_mask_bins",
+}
+IMAGE_AUGMENTATION_FLAGS = {"image_crop_scale", "image_horizontal_flip"}
 
 
 @dataclass
@@ -255,20 +384,31 @@ class MultimodalTrainingArguments(Seq2SeqTrainingArguments):
 
 # Which data flags each task reads: any other given for that task is a flag the run would ignore.
 TASK_DATA_FLAGS = {
-    "asr": {"audio_column_name", "text_column_name", "max_duration_in_seconds", "min_duration_in_seconds"},
+    "asr": {"audio_column_name", "text_column_name", "max_duration_in_seconds", "min_duration_in_seconds"}
+    | AUDIO_AUGMENTATION_FLAGS,
     "pretrain": {
         "audio_column_name",
         "text_column_name",
         "image_column",
         "max_duration_in_seconds",
         "min_duration_in_seconds",
-    },
-    "captioning": {"image_column", "caption_column"},
+        "pretrain_mix",
+    }
+    | AUDIO_AUGMENTATION_FLAGS
+    | IMAGE_AUGMENTATION_FLAGS,
+    "captioning": {"image_column", "caption_column"} | IMAGE_AUGMENTATION_FLAGS,
     "translation": {"source_column", "target_column", "source_lang", "target_lang"},
-    "mmt": {"image_column", "source_column", "target_column", "source_lang", "target_lang", "text_only"},
+    "mmt": {"image_column", "source_column", "target_column", "source_lang", "target_lang", "text_only"}
+    | IMAGE_AUGMENTATION_FLAGS,
 }
 # Data flags of training only: an evaluation run reads no training split.
-TRAINING_DATA_FLAGS = ("train_file", "max_train_samples", "max_duration_in_seconds", "min_duration_in_seconds")
+TRAINING_DATA_FLAGS = (
+    "train_file",
+    "max_train_samples",
+    "max_duration_in_seconds",
+    "min_duration_in_seconds",
+    *sorted(AUDIO_AUGMENTATION_FLAGS | IMAGE_AUGMENTATION_FLAGS),
+)
 
 
 def _given(arguments: object, names: Iterable[str]) -> list[str]:
@@ -301,6 +441,8 @@ def check_data_arguments(data_args: DataArguments, *, training: bool = True) -> 
         raise ValueError(
             f"An evaluation reads no training split: drop {', '.join(_given(data_args, TRAINING_DATA_FLAGS))}."
         )
+    if data_args.cache_media_features and data_args.streaming:
+        raise ValueError("--cache_media_features stores features next to a data set; --streaming has none: drop one.")
     if data_args.streaming and data_args.preprocessing_num_workers is not None:
         raise ValueError("--preprocessing_num_workers prepares a data set in processes; --streaming prepares none.")
     if not data_args.eval_split_name:
@@ -334,6 +476,15 @@ def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) 
     elif model_args.tokenizer_name_or_path is not None and model_args.vocab_size is not None:
         raise ValueError("--vocab_size sizes a tokenizer trained here; --tokenizer_name_or_path loads one: drop one.")
     text_only = data_args.task in TEXT_ONLY_TASKS or (data_args.task == "mmt" and data_args.text_only)
+    if data_args.cache_media_features and text_only:
+        raise ValueError("--cache_media_features caches the features of media, but this task has none: drop it.")
+    frozen_towers = model_args.freeze_towers or model_args.train_only_fusion
+    if data_args.cache_media_features and (not frozen_towers or model_args.lora_target_towers):
+        raise ValueError(
+            "--cache_media_features encodes each medium once with frozen towers, but the towers train here"
+            + (" (--lora_target_towers)" if model_args.lora_target_towers else "")
+            + ": add --freeze_towers (or --train_only_fusion), or drop --cache_media_features."
+        )
     if model_args.train_only_fusion and text_only:
         task = "--task mmt --text_only" if data_args.task == "mmt" else f"--task {data_args.task}"
         raise ValueError(

@@ -1,6 +1,7 @@
 """The `multimodal-gpt` command (pyproject's `[project.scripts]`; `scripts/*.py` are thin wrappers over it):
 
     multimodal-gpt train --task asr --output_dir runs/asr                  # or: multimodal-gpt train config.json
+    multimodal-gpt train --recipe asr --output_dir runs/asr                # a recipe: its values are defaults
     multimodal-gpt evaluate --model_name_or_path runs/asr --task asr --eval_split_name test
     multimodal-gpt demo                                                    # the main job, offline
     multimodal-gpt benchmark model --batch_size 16                         # any module of multimodal_gpt.benchmarks
@@ -24,6 +25,7 @@ from transformers import HfArgumentParser
 from .arguments import DataArguments, ModelArguments, MultimodalTrainingArguments
 from .demo import DemoArguments, run_demo
 from .evaluation import EvaluationArguments, evaluate_checkpoint
+from .recipes import parse_arguments, parse_config_file
 from .run import run
 
 PROGRAM = "multimodal-gpt"
@@ -56,12 +58,10 @@ def train_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "Seq2SeqTrainingArguments flag works. One .json or .yaml file may hold the arguments instead.",
     )
     argv = _arguments(argv)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(argv[0])
-    elif len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
-        model_args, data_args, training_args = parser.parse_yaml_file(argv[0])
-    else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        model_args, data_args, training_args = parse_config_file(parser, argv[0])
+    else:  # --recipe (multimodal_gpt/training/recipes/): its values are defaults, the flags given win
+        model_args, data_args, training_args = parse_arguments(parser, argv)
 
     # 2. Logging
     _log_as_the_scripts_do()

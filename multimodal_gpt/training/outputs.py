@@ -9,9 +9,26 @@ from typing import Any
 
 from ..data.tasks import Task
 
+# The validation metric drawn beside the losses, by task: the first of these that evaluation logged.
+CURVE_METRICS = ("wer", "bleu", "cider")
+
 
 def plot_training_curves(log_history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path | None:
-    """Training and evaluation loss against the step, as a PNG (plus each generation metric, on a second axis)."""
+    """Training and evaluation loss against the step, as a PNG, with the validation metric of the task (`eval_wer`,
+    `eval_bleu` or `eval_cider`, when a periodic generation-based evaluation logged it) on a second axis. `None`
+    (nothing drawn) when the history has no loss."""
+    figure = draw_training_curves(log_history, title)
+    if figure is None:
+        return None
+    figure.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return Path(path)
+
+
+def draw_training_curves(log_history: list[dict[str, Any]], title: str = "") -> Any:
+    """The figure of [`plot_training_curves`] (a matplotlib `Figure`), or `None` without any loss."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,11 +46,26 @@ def plot_training_curves(log_history: list[dict[str, Any]], path: str | os.PathL
     axis.set_ylabel("loss")
     axis.set_title(title)
     axis.grid(alpha=0.3)
-    axis.legend(loc="upper right")
+    handles, labels = axis.get_legend_handles_labels()
+    metric, points = _validation_metric(log_history)
+    if points:
+        metric_axis = axis.twinx()
+        metric_axis.plot(*zip(*points), color="tab:green", marker="s", linestyle="--", label=f"validation {metric}")
+        metric_axis.set_ylabel(f"validation {metric}")
+        more_handles, more_labels = metric_axis.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    axis.legend(handles, labels, loc="upper right")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return Path(path)
+    return figure
+
+
+def _validation_metric(log_history: list[dict[str, Any]]) -> tuple[str | None, list[tuple[int, float]]]:
+    """The task's validation metric over the steps, one point per step (the last value logged at that step)."""
+    for metric in CURVE_METRICS:
+        points = {entry["step"]: entry[f"eval_{metric}"] for entry in log_history if f"eval_{metric}" in entry}
+        if points:
+            return metric, sorted(points.items())
+    return None, []
 
 
 @dataclass
@@ -87,4 +119,11 @@ def describe_input(row: Mapping[str, Any], task: Task) -> str:
     return " | ".join(parts) or task.name
 
 
-__all__ = ["RowPrediction", "describe_input", "metric_prefix", "plot_training_curves", "write_predictions"]
+__all__ = [
+    "RowPrediction",
+    "describe_input",
+    "draw_training_curves",
+    "metric_prefix",
+    "plot_training_curves",
+    "write_predictions",
+]

@@ -40,11 +40,13 @@ def preset_config(
     token_ids: dict[str, int],
     fusion: str | dict[str, str] | None = None,
     max_length: int | None = None,
+    config_overrides: dict[str, Any] | None = None,
 ) -> MultimodalGPTConfig:
     """The `MultimodalGPTConfig` of `preset` for a tokenizer of `vocab_size` tokens whose special-token ids are
     `token_ids` (`bos_token_id`, `eos_token_id`, `pad_token_id`, `image_token_id`, `audio_token_id`).
-    `n_positions` is raised to `max_length` if needed; `fusion` overrides the preset's."""
-    config_kwargs = load_preset(preset)
+    `n_positions` is raised to `max_length` if needed; `fusion` and `config_overrides` (e.g. `media_loss_weight`)
+    override the preset's."""
+    config_kwargs = load_preset(preset) | (config_overrides or {})
     text_config = dict(config_kwargs.pop("text_config"))
     text_config.update({key: token_ids[key] for key in ("bos_token_id", "eos_token_id", "pad_token_id")})
     text_config["vocab_size"] = vocab_size
@@ -68,14 +70,21 @@ def build_model_and_processor(
     vocab_size: int = 8000,
     fusion: str | dict[str, str] | None = None,
     max_length: int | None = None,
+    config_overrides: dict[str, Any] | None = None,
 ) -> tuple[MultimodalGPTForConditionalGeneration, MultimodalGPTProcessor]:
     """A new model from `preset` and its processor. The tokenizer is loaded (`tokenizer_name_or_path`) or trained
-    offline on `texts` (`vocab_size` tokens); the GPT-2 vocabulary and special-token ids follow it."""
+    offline on `texts` (`vocab_size` tokens); the GPT-2 vocabulary and special-token ids follow it.
+    `config_overrides` replace preset values (e.g. `{"media_loss_weight": 1.0}`)."""
     tokenizer = load_or_train_tokenizer(tokenizer_name_or_path, texts, vocab_size=vocab_size)
     token_ids = add_multimodal_tokens(tokenizer)
     token_ids.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     config = preset_config(
-        preset, vocab_size=len(tokenizer), token_ids=token_ids, fusion=fusion, max_length=max_length
+        preset,
+        vocab_size=len(tokenizer),
+        token_ids=token_ids,
+        fusion=fusion,
+        max_length=max_length,
+        config_overrides=config_overrides,
     )
     model = MultimodalGPTForConditionalGeneration(config)
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):

@@ -19,7 +19,9 @@ from transformers import AutoProcessor, AutoTokenizer, GenerationConfig, Seq2Seq
 from transformers.trainer_utils import HubStrategy, IntervalStrategy
 
 from ..configuration_multimodal_gpt import add_multimodal_tokens
+from ..data.augment import augmentation_from_arguments
 from ..data.collators import COLLATORS, EpochCallback
+from ..data.feature_cache import cache_media_features
 from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import (
@@ -32,6 +34,7 @@ from .arguments import (
     check_generation_arguments,
     check_model_arguments,
 )
+from .averaging import average_checkpoints, last_checkpoints
 from .checkpoints import (
     RunLock,
     finished_run,
@@ -43,8 +46,10 @@ from .checkpoints import (
 from .distributed import check_distributed_engine, check_distributed_launch
 from .extras import check_optional_packages
 from .lora import apply_lora, is_lora_folder, is_peft_model, load_lora, lora_base_model, merge_lora
+from .optimization import StagedTrainingCallback
 from .outputs import metric_prefix, plot_training_curves, write_predictions
 from .presets import build_model_and_processor
+from .recipes import check_training_options, media_loss_weight, module_learning_rates, write_recipe_record
 from .run_card import run_card_kwargs
 from .trainer import MultimodalTrainer
 
@@ -70,6 +75,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     check_optional_packages(model_args, training_args)
     check_data_arguments(data_args, training=True)
     check_model_arguments(model_args, data_args)
+    check_training_options(model_args, training_args)
     given_generation_flags(data_args, training_args)
     training_args.remove_unused_columns = False  # the collators read the raw media columns
     if training_args.ddp_find_unused_parameters is None:
@@ -156,7 +162,7 @@ def _train_and_evaluate(
     logger.info("Model: %.2fM parameters, %.2fM trainable", *parameter_counts(model))
 
     # 4. Collators and trainer (the first evaluation split is the one evaluated during training)
-    trainer = build_trainer(model, processor, data, data_args, training_args)
+    trainer = build_trainer(model, processor, data, data_args, training_args, model_args)
     check_distributed_engine(trainer)
     check_evaluation_rows(trainer, _evaluated_splits(data, data_args))
     if pushing:
@@ -166,6 +172,8 @@ def _train_and_evaluate(
     results: dict[str, Any] = {}
     if training_args.do_train:
         results.update(train(trainer, model_args, data, checkpoint, plan))
+        if training_args.should_save:
+            write_recipe_record(output_dir, model_args.recipe, model_args, data_args, training_args)
 
     # 6. Evaluate every requested split, with generation and its metrics; one predictions line per row
     if training_args.do_eval:
@@ -201,16 +209,34 @@ def _train_and_evaluate(
 
 
 def build_trainer(
-    model: torch.nn.Module, processor: Any, data: TaskData, data_args: DataArguments, training_args: TrainingArguments
+    model: torch.nn.Module,
+    processor: Any,
+    data: TaskData,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    model_args: ModelArguments | None = None,
 ) -> MultimodalTrainer:
-    """The trainer of a run: the task's training collator (the loss) and generation collator (evaluation), whose
-    prompts may take the positions that generation leaves (longer ones are skipped, and counted)."""
+    """The trainer of a run: the task's training collator (the loss, with the media targets the model predicts and
+    the augmentation flags) and generation collator (evaluation), whose prompts may take the positions that
+    generation leaves (longer ones are skipped, and counted); with `model_args`, the recipe's staged training and
+    per-module learning rates."""
     task = data.task
-    collator = COLLATORS[data_args.task](processor=processor, task=task, max_length=data_args.max_length)
+    collator = COLLATORS[data_args.task](
+        processor=processor,
+        task=task,
+        max_length=data_args.max_length,
+        media_targets=tuple(model.config.media_prediction_modalities),
+        augmentation=augmentation_from_arguments(data_args, training_args.seed),
+        packing=data_args.packing,
+    )
+    if data_args.cache_media_features and data.train is not None:  # frozen towers encode each medium once
+        with training_args.main_process_first(desc="caching media features"):
+            data.train = cache_media_features(data.train, model, collator, cache_dir=data_args.cache_dir)
     prompt_room = min(data_args.max_length, model.config.text_config.n_positions - data_args.max_new_tokens)
     generation_collator = COLLATORS[data_args.task](
         processor=processor, task=task, max_length=prompt_room, for_generation=True
     )
+    staged = model_args.train_only_fusion_steps if model_args is not None else 0
     return MultimodalTrainer(
         model=model,
         args=training_args,
@@ -218,8 +244,9 @@ def build_trainer(
         eval_dataset=next(iter(data.evaluation.values()), None),
         data_collator=collator,
         processing_class=processor,
-        callbacks=[EpochCallback(collator)],
+        callbacks=[EpochCallback(collator)] + ([StagedTrainingCallback(staged)] if staged else []),
         generation_collator=generation_collator,
+        module_learning_rates=module_learning_rates(model_args) if model_args is not None else None,
     )
 
 
@@ -232,6 +259,8 @@ def train(
     if training_args.should_save:
         forget_finished_run(output_dir)  # a run of another plan: its final model is about to be rewritten
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if model_args.average_checkpoints:
+        average_checkpoints(trainer.model, last_checkpoints(output_dir, model_args.average_checkpoints))
     trainer.save_model()
     if training_args.should_save:  # the main process only: under DDP every rank gets here
         trainer.processing_class.save_pretrained(output_dir)
@@ -346,6 +375,7 @@ def model_and_processor(
     here on the training split's text."""
     if model_args.model_name_or_path:
         return load_checkpoint(model_args), AutoProcessor.from_pretrained(model_args.model_name_or_path)
+    overrides = {"media_loss_weight": media_loss_weight(model_args)} if model_args.media_loss_weight else {}
     if data.train is None:
         raise ValueError(
             "--do_eval or --do_predict without --do_train evaluates a trained model: pass --model_name_or_path (or "
@@ -361,6 +391,7 @@ def model_and_processor(
         vocab_size=model_args.vocab_size or DEFAULT_VOCAB_SIZE,
         fusion=model_args.fusion,
         max_length=data_args.max_length,
+        config_overrides=overrides,
     )
 
 
@@ -422,10 +453,11 @@ def load_checkpoint(model_args: ModelArguments) -> torch.nn.Module:
     its base model (`base_model_name_or_path`), to train further with `--lora_r`, or else merged in for full
     finetuning."""
     path = model_args.model_name_or_path
+    overrides = {"media_loss_weight": media_loss_weight(model_args)} if model_args.media_loss_weight else {}
     if not is_lora_folder(path):
-        return MultimodalGPTForConditionalGeneration.from_pretrained(path)
+        return MultimodalGPTForConditionalGeneration.from_pretrained(path, **overrides)
     base_path = lora_base_model(path)
-    base = MultimodalGPTForConditionalGeneration.from_pretrained(base_path)
+    base = MultimodalGPTForConditionalGeneration.from_pretrained(base_path, **overrides)
     if model_args.lora_r:
         logger.info("Continuing the LoRA adapter of %s on %s (its saved rank and targets are kept).", path, base_path)
         return load_lora(base, path, is_trainable=True)

@@ -4,6 +4,7 @@ labels), and checkpoints that survive a crash and resume every parameter (see `m
 """
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from .checkpoints import (
     rotate_checkpoints,
 )
 from .model_card import write_model_card
+from .optimization import parameter_groups
 from .outputs import RowPrediction
 from .predictions import (
     EvaluationCollator,
@@ -94,6 +96,11 @@ class MultimodalTrainer(Trainer):
       checkpoint without its optimizer, scheduler or RNG state is an error, unless `save_only_model=True` says that
       the checkpoints hold weights only (then they restart, with a warning);
     - the output folder (not the checkpoints) gets `training_args.json` instead of the pickled `training_args.bin`.
+
+    Optimization: `module_learning_rates` (`{"towers" | "fusion" | "embeddings" | "language_model": lr}`) gives each
+    module its own learning rate (see `multimodal_gpt.training.optimization`); `--label_smoothing_factor` smooths the
+    model's own loss (`config.label_smoothing`), since the `Trainer`'s label smoother needs logits that a training
+    step with `labelled_logits_only` does not compute.
     """
 
     def __init__(
@@ -101,11 +108,14 @@ class MultimodalTrainer(Trainer):
         *args: Any,
         generation_collator: TaskCollator | None = None,
         generation_kwargs: dict[str, Any] | None = None,
+        module_learning_rates: dict[str, float | None] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         if generation_collator is not None and not generation_collator.for_generation:
             raise ValueError("generation_collator must be built with for_generation=True.")
+        self.module_learning_rates = module_learning_rates or {}
+        self._smooth_labels_in_the_model()
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
         if getattr(self.args, "generation_config", None) is not None:  # as Seq2SeqTrainer does
@@ -233,7 +243,7 @@ class MultimodalTrainer(Trainer):
         when it generates, for generation; across processes, accelerate gives each its share. A stream is read by
         every process, each keeping its share (not dispatched from the first: prompts of different lengths cannot be
         concatenated), its rows numbered so that the copies padding the last batch can be dropped."""
-        loss_collator = self.data_collator if isinstance(self.data_collator, TaskCollator) else None
+        loss_collator = unaugmented(self.data_collator) if isinstance(self.data_collator, TaskCollator) else None
         generation_collator = self.generation_collator if self._generation_call is not None else None
         streamed_across_processes = not has_length(dataset) and self.args.world_size > 1
         loader = DataLoader(
@@ -375,6 +385,53 @@ class MultimodalTrainer(Trainer):
                 reasons = collator.unusable_rows(dataset) | reasons
         return reasons
 
+    # ----- optimization: per-module learning rates, label smoothing ---------------------------------------------
+
+    def create_optimizer(self, model: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+        """The `Trainer`'s optimizer (`--optim`, its kwargs, weight decay except on biases and norms), with one
+        parameter group per module and weight decay, each at its module's learning rate."""
+        if self.optimizer is not None or not any(rate is not None for rate in self.module_learning_rates.values()):
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        groups = parameter_groups(
+            opt_model,
+            learning_rate=self.args.learning_rate,
+            weight_decay=self.args.weight_decay,
+            decay_parameter_names=self.get_decay_parameter_names(opt_model),
+            module_learning_rates=self.module_learning_rates,
+        )
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _get_dataloader(
+        self,
+        dataset: Any,
+        description: str,
+        batch_size: int,
+        sampler_fn: Any = None,
+        is_training: bool = False,
+        dataloader_key: str | None = None,
+    ) -> Any:
+        """The `Trainer`'s loaders; those of evaluation and prediction collate without the training collator's
+        augmentation (a copy without it), so that the evaluation loss sees the media as they are."""
+        collator = self.data_collator
+        if not is_training:
+            self.data_collator = unaugmented(collator)
+        try:
+            return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
+        finally:
+            self.data_collator = collator
+
+    def _smooth_labels_in_the_model(self) -> None:
+        """`--label_smoothing_factor` becomes the model's `config.label_smoothing` (0 included, so that a checkpoint
+        trained with smoothing does not smooth a run that asked for none), and the `Trainer`'s label smoother, which
+        would need the logits, stands down."""
+        config = getattr(self.accelerator.unwrap_model(self.model), "config", None)
+        if config is not None and hasattr(config, "label_smoothing"):
+            config.label_smoothing = self.args.label_smoothing_factor
+            self.label_smoother = None
+
     # ----- checkpoints: crash-safe saves and strict resumes -----------------------------------------------------
 
     def train(
@@ -509,6 +566,14 @@ class MultimodalTrainer(Trainer):
         }
         card_kwargs.update({key: value for key, value in given.items() if value is not None})
         write_model_card(self.args.output_dir, self.accelerator.unwrap_model(self.model), **card_kwargs)
+
+
+def unaugmented(collator: Any) -> Any:
+    """`collator` without its augmentation (a copy), for the batches of evaluation and prediction: the evaluation
+    loss sees the media as they are."""
+    if isinstance(collator, TaskCollator) and collator.augmentation is not None:
+        return dataclasses.replace(collator, augmentation=None)
+    return collator
 
 
 __all__ = ["GENERATION_TASKS", "MultimodalTrainer"]
