@@ -5,7 +5,7 @@
   feature extractor's output to `generate()` without a prompt. [`MultimodalGPTSpeechRecognitionPipeline`] runs the
   processor on the ASR prompt (`<audio>`) and the clip, generates, and returns the text after the prompt. Long audio
   is cut into overlapping chunks and the chunks' transcripts merged, as Transformers' ASR pipeline does for
-  sequence-to-sequence models (its `chunk_iter` and `_find_longest_common_sequence`).
+  sequence-to-sequence models (its `chunk_iter`, and its longest-overlap merge as [`merge_chunk_tokens`]).
 - Translation: the `translation` pipeline no longer exists in Transformers v5. [`MultimodalGPTTranslationPipeline`]
   fills the translation prompt the model was finetuned with and returns the text after it.
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from transformers import GenerationConfig
-from transformers.pipelines.automatic_speech_recognition import _find_longest_common_sequence, chunk_iter
+from transformers.pipelines.automatic_speech_recognition import chunk_iter
 from transformers.pipelines.base import ChunkPipeline
 from transformers.pipelines.pt_utils import PipelineChunkIterator, PipelineIterator, PipelinePackIterator
 
@@ -150,7 +150,7 @@ class MultimodalGPTSpeechRecognitionPipeline(_PromptThenGeneratePipeline):
     Long audio, as Transformers' ASR pipeline does it for sequence-to-sequence models: with `chunk_length_s` the clip
     is cut into chunks of that length that overlap by `stride_length_s` on each side (default: a sixth of the chunk),
     each chunk is transcribed, and consecutive transcripts are merged where their tokens overlap
-    (`_find_longest_common_sequence`). A Whisper-style tower takes a fixed window (the feature extractor's
+    ([`merge_chunk_tokens`]). A Whisper-style tower takes a fixed window (the feature extractor's
     `chunk_length`, 30 s for Whisper, 4 s for the small preset): a clip longer than the window is chunked at the
     window's length even without `chunk_length_s` (as Whisper's own pipeline transcribes long-form audio), and
     `chunk_length_s` may not exceed it. Waveform towers (wav2vec2, HuBERT) take any length and chunk only when asked.
@@ -277,8 +277,9 @@ class MultimodalGPTSpeechRecognitionPipeline(_PromptThenGeneratePipeline):
         else:
             # Transformers' merge for chunked sequence-to-sequence ASR: each chunk's tokens are appended after the
             # longest run that overlaps the end of what came before (special tokens left out)
-            tokens = _find_longest_common_sequence(
-                [output["generated_ids"] for output in model_outputs], self.processor.tokenizer
+            tokens = merge_chunk_tokens(
+                [output["generated_ids"][0].tolist() for output in model_outputs],
+                set(self.processor.tokenizer.all_special_ids),
             )
             text = self._decode(tokens)
         if not return_timestamps:
@@ -382,4 +383,24 @@ def as_clip(inputs: Any) -> Any:
     return inputs
 
 
-__all__ = ["MultimodalGPTSpeechRecognitionPipeline", "MultimodalGPTTranslationPipeline"]
+def merge_chunk_tokens(sequences: list[list[int]], special_ids: set[int]) -> list[int]:
+    """The tokens of consecutive chunk transcripts merged into one: each chunk's tokens (special tokens left out)
+    are appended after the overlap with what came before that matches best (the most matching tokens for its
+    length, at least two; a longer overlap wins a tie). Transformers' seq2seq merge
+    (`_find_longest_common_sequence`), which fails with a shape error when a chunk's transcript is longer than all
+    that came before it (its comparison takes more tokens from the past than there are); here an overlap is at most
+    as long as both sides."""
+    merged = [token for token in sequences[0] if token not in special_ids]
+    for sequence in sequences[1:]:
+        tokens = [token for token in sequence if token not in special_ids]
+        start, best = 0, 0.0
+        for length in range(1, min(len(merged), len(tokens)) + 1):
+            matches = sum(left == right for left, right in zip(merged[-length:], tokens[:length]))
+            score = matches / length + length / 10000  # the epsilon favours long perfect matches
+            if matches > 1 and score > best:
+                start, best = length, score
+        merged.extend(tokens[start:])
+    return merged
+
+
+__all__ = ["MultimodalGPTSpeechRecognitionPipeline", "MultimodalGPTTranslationPipeline", "merge_chunk_tokens"]

@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -327,6 +328,29 @@ def manual_long_form(processor, model, clip, chunk_seconds: float, stride_second
     return processor.tokenizer.decode(merged, skip_special_tokens=True).strip(), spans
 
 
+def test_chunk_merge_is_transformers_merge_and_takes_a_chunk_longer_than_the_past():
+    from multimodal_gpt.pipeline_multimodal_gpt import merge_chunk_tokens
+
+    tokenizer = SimpleNamespace(all_special_ids=[0])
+    rng, compared = np.random.RandomState(0), 0
+    for _ in range(200):  # where Transformers' merge works (no chunk longer than what came before), the same tokens
+        chunks = [rng.randint(0, 6, size=rng.randint(4, 9)).tolist()]
+        for _ in range(rng.randint(1, 4)):
+            chunks.append(chunks[-1][-rng.randint(0, 4) :] + rng.randint(0, 6, size=rng.randint(1, 4)).tolist())
+        try:
+            expected = _find_longest_common_sequence([torch.tensor([chunk]) for chunk in chunks], tokenizer).tolist()
+        except ValueError:  # a chunk longer than the merged past: below
+            continue
+        compared += 1
+        assert merge_chunk_tokens(chunks, {0}) == expected
+    assert compared > 100
+    # a second chunk longer than the first: Transformers' merge raises a shape error; the overlap "7 8" is found
+    past, longer = [5, 6, 7, 8], [7, 8, 9, 10, 11, 12]
+    with pytest.raises(ValueError, match="broadcast"):
+        _find_longest_common_sequence([torch.tensor([past]), torch.tensor([longer])], tokenizer)
+    assert merge_chunk_tokens([past, longer], {0}) == [5, 6, 7, 8, 9, 10, 11, 12]
+
+
 def test_long_form_asr_equals_manual_chunking(whisper_audio):
     processor, model = whisper_audio
     asr = MultimodalGPTSpeechRecognitionPipeline(model=model, processor=processor, **CPU)
@@ -347,6 +371,18 @@ def test_long_form_asr_equals_manual_chunking(whisper_audio):
         0.0,
         1.0,
     )
+
+
+def test_long_form_benchmark_trains_a_model_then_scores_the_long_clips(data_dir, tmp_path):
+    """`multimodal-gpt benchmark long_form_asr` without a checkpoint: trains on the clips that fit the window (no
+    evaluation split: the long clips are scored chunked), then transcribes the longer ones."""
+    from multimodal_gpt.benchmarks import long_form_asr
+
+    flags = ["--train_steps", "1", "--batch_size", "2", "--max_clips", "1", "--max_new_tokens", "2"]  # small preset
+    results = long_form_asr.main([*flags, "--data_dir", str(data_dir), "--output_dir", str(tmp_path)])
+    assert results["clips"] == 1 and results["chunks"] >= 2 and results["window_seconds"] == 4.0
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert len((tmp_path / "long_form_predictions.jsonl").read_text().splitlines()) == 1
 
 
 def test_read_speech_clips_longer_than_the_window(data_dir):

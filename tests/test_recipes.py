@@ -313,3 +313,6 @@ def test_evaluation_batches_are_never_augmented(tmp_path):
     assert trainer.get_train_dataloader().collate_fn.augmentation is not None
     evaluation_collator = trainer.get_eval_dataloader().collate_fn
     assert evaluation_collator.augmentation is None and trainer.data_collator is collator
+    # the Trainer's generation loop (evaluate() / predict() with generation) builds its own loader: unaugmented too
+    generation_loader = trainer._evaluation_dataloader(rows)
+    assert generation_loader.collate_fn.loss_collator.augmentation is None and trainer.data_collator is collator

@@ -76,8 +76,7 @@ def train_asr_model(args: LongFormArguments) -> str:
         dataset_name="read_speech",
         data_dir=args.data_dir,
         max_duration_in_seconds=window_seconds,
-        eval_split_name=[],
-    )
+    )  # trains only (no --do_eval): the long clips are scored below, chunked
     training_args = TrainingArguments(
         output_dir=str(output_dir),
         max_steps=args.train_steps,
