@@ -6,12 +6,13 @@ plain text loss."""
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainingArguments, WhisperConfig
+from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from multimodal_gpt.configuration_multimodal_gpt import audio_tower_convolutions
 from multimodal_gpt.objectives_multimodal_gpt import frame_targets, media_lookahead, patch_targets
 from tests.test_modeling import assert_every_trainable_parameter_has_a_gradient
+from tests.test_training_step import one_sgd_step
 from tests.tiny_models import (
     AUDIO_TOKEN_ID,
     IMAGE_TOKEN_ID,
@@ -259,27 +260,7 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
 
 def one_step(batch_size: int, accumulation: int, output_dir) -> tuple[float, dict[str, torch.Tensor]]:
     model = media_model(weight={"vision": 0.7, "audio": 1.3}).train()
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    args = TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=batch_size,
-        gradient_accumulation_steps=accumulation,
-        max_steps=1,
-        learning_rate=1.0,
-        optim="sgd",
-        lr_scheduler_type="constant",
-        max_grad_norm=0.0,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        disable_tqdm=True,
-        seed=0,
-    )
-    trainer = Trainer(model=model, args=args, train_dataset=media_samples(model), data_collator=collate)
-    trainer.train()
-    updates = {name: before[name] - p.detach() for name, p in model.named_parameters()}
-    return trainer.state.log_history[0]["loss"], updates
+    return one_sgd_step(model, media_samples(model), batch_size, accumulation, output_dir, data_collator=collate)
 
 
 def test_gradient_accumulation_gives_the_same_loss_and_update_with_media_targets(tmp_path):

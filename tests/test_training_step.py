@@ -49,6 +49,14 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
 def one_step(fusion: str, batch_size: int, accumulation: int, output_dir) -> tuple[float, dict[str, torch.Tensor]]:
     model = tiny_model(fusion=fusion, seed=0).train()
     open_gates(model)
+    return one_sgd_step(model, make_samples(model), batch_size, accumulation, output_dir)
+
+
+def one_sgd_step(
+    model: torch.nn.Module, samples: list, batch_size: int, accumulation: int, output_dir, data_collator=collate
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """One `Trainer` step of plain SGD (learning rate 1, no clipping) over `samples`: the logged loss and each
+    parameter's update, to compare micro-batch layouts with the same data."""
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     args = TrainingArguments(
         output_dir=str(output_dir),
@@ -66,7 +74,7 @@ def one_step(fusion: str, batch_size: int, accumulation: int, output_dir) -> tup
         disable_tqdm=True,
         seed=0,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=make_samples(model), data_collator=collate)
+    trainer = Trainer(model=model, args=args, train_dataset=samples, data_collator=data_collator)
     trainer.train()
     updates = {name: before[name] - p.detach() for name, p in model.named_parameters()}
     return trainer.state.log_history[0]["loss"], updates
