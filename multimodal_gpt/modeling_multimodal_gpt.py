@@ -327,6 +327,29 @@ class MultimodalGPTForConditionalGeneration(
             if tower is not None:
                 tower.requires_grad_(False)
 
+    def freeze_feature_encoder(self) -> None:
+        """Freeze the audio tower's convolutional front end, as Transformers' speech examples do by default when they
+        finetune a pretrained encoder (`--freeze_feature_encoder`): wav2vec2-family towers (wav2vec2, HuBERT, WavLM,
+        Data2VecAudio, ...) through their own `freeze_feature_encoder()`, Whisper-style encoders by freezing `conv1`
+        and `conv2`. The front end then runs without building an autograd graph; the transformer layers train."""
+        tower = self.model.audio_tower
+        if tower is None:
+            raise ValueError("freeze_feature_encoder() freezes the audio tower's front end, but this model has none.")
+        front_end = getattr(tower, "feature_extractor", None)
+        if isinstance(front_end, nn.Module) and hasattr(front_end, "_freeze_parameters"):
+            # What `Wav2Vec2Model.freeze_feature_encoder()` does (HuBERT's base model lacks that method); it also
+            # clears the flag that makes the encoder build a graph for its input.
+            front_end._freeze_parameters()
+        elif all(isinstance(getattr(tower, name, None), nn.Conv1d) for name in ("conv1", "conv2")):
+            tower.conv1.requires_grad_(False)
+            tower.conv2.requires_grad_(False)
+        else:
+            raise ValueError(
+                f"The audio tower ({tower.config.model_type}) has no convolutional feature encoder this method knows "
+                "(a wav2vec2-family `feature_extractor`, or Whisper's `conv1` / `conv2`): freeze its parameters "
+                "directly, or use freeze_towers('audio')."
+            )
+
     def freeze_language_model(self) -> None:
         """Freeze GPT-2, embeddings and (tied) LM head included; gated cross-attention layers stay trainable."""
         self.model.language_model.requires_grad_(False)

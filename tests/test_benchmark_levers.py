@@ -11,7 +11,14 @@ from multimodal_gpt.benchmarks.measure import compile_system, generate, train_st
 
 
 @pytest.mark.parametrize(
-    "lever, settings", [("vision_token_merge", 3), ("media_feature_cache", 2), ("packing", 2), ("bf16", 2)]
+    "lever, settings",
+    [
+        ("vision_token_merge", 3),
+        ("media_feature_cache", 2),
+        ("packing", 2),
+        ("bf16", 2),
+        ("freeze_feature_encoder", 2),
+    ],
 )
 def test_a_lever_compares_its_settings_side_by_side(lever, settings, tmp_path):
     results = levers.main(["--lever", lever, "--tiny", "--rounds", "2", "--output_dir", str(tmp_path)])

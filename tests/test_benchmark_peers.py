@@ -46,6 +46,11 @@ def test_every_system_end_to_end_writes_json_markdown_and_chart(tmp_path):
     assert ours["vs_peer"]["train"] == pytest.approx(expected)
     frozen, trained = rows["ours_captioning_resampler_frozen"], rows["ours_captioning_resampler"]
     assert frozen["trainable_parameters"] < trained["trainable_parameters"]
+    # wav2vec2's front end frozen on both sides: each compared with the other, not with the trained peer
+    for trained in ("speech_encoder_decoder", "ours_asr_resampler"):
+        frozen = rows[f"{trained}_feature_encoder_frozen"]
+        assert frozen["vs_peer"]["baseline"] == "speech_encoder_decoder_feature_encoder_frozen"
+        assert frozen["trainable_parameters"] < rows[trained]["trainable_parameters"]
 
     lines = (tmp_path / "results.md").read_text().splitlines()
     table = [line for line in lines if line.startswith("| ") and not line.startswith("| ---")]

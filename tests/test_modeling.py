@@ -203,6 +203,31 @@ def test_freeze_methods():
     assert any(p.requires_grad for p in model.model.vision_tower.parameters())
 
 
+@pytest.mark.parametrize("tower", ["wav2vec2", "hubert", "whisper"])
+def test_freeze_feature_encoder_freezes_only_the_convolutional_front_end(tower):
+    model = tiny_model(vision=None, audio=tower, fusion="mlp").train()
+    front_end = {
+        f"model.audio_tower.{name}"
+        for name, _ in model.model.audio_tower.named_parameters()
+        if name.startswith(("conv1.", "conv2.") if tower == "whisper" else "feature_extractor.")
+    }
+    frozen_before = {name for name, p in model.named_parameters() if not p.requires_grad}
+    model.freeze_feature_encoder()
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    assert front_end and frozen - frozen_before == front_end - frozen_before and front_end <= frozen
+    audio = audio_input(model, [43, 43] if tower == "whisper" else [2900, 2900])
+    count = model.config.num_audio_tokens(43 if tower == "whisper" else 2900)
+    input_ids = torch.tensor([sample(model, "audio", count)] * 2)
+    model(input_ids=input_ids, labels=input_ids, **audio).loss.backward()
+    assert_every_trainable_parameter_has_a_gradient(model)  # the tower's transformer layers still learn
+    assert all(p.grad is None for name, p in model.named_parameters() if name in front_end)
+
+
+def test_freeze_feature_encoder_needs_an_audio_tower():
+    with pytest.raises(ValueError, match="has none"):
+        tiny_model(audio=None, fusion="mlp").freeze_feature_encoder()
+
+
 def test_head_stays_tied_after_resizing_for_new_tokens():
     model = tiny_model(fusion="mlp")
     model.resize_token_embeddings(120)

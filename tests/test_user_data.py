@@ -392,6 +392,8 @@ def test_new_model_flags_next_to_a_checkpoint_are_an_error(tmp_path):
         train_main(["--output_dir", str(tmp_path / "run"), "--task", "captioning", "--text_only"])
     with pytest.raises(ValueError, match="--task mmt --text_only gives no image or audio"):
         train_main(["--output_dir", str(tmp_path / "run"), "--task", "mmt", "--text_only", "--train_only_fusion"])
+    with pytest.raises(ValueError, match="--task captioning gives no audio"):
+        train_main(["--output_dir", str(tmp_path / "run"), "--task", "captioning", "--freeze_feature_encoder"])
     with pytest.raises(ValueError, match="An evaluation reads no training split: drop --max_train_samples"):
         evaluate_main(["--model_name_or_path", "unused", "--task", "asr", "--max_train_samples", "4"])
 

@@ -13,6 +13,7 @@ process (the peer benchmark's shapes, models and batches, see `peers`).
 | `cross_attention_interval`          | captioning, cross_attention   | 1 (default), 2, 3                            |
 | `cross_attention_feed_forward_mult` | captioning, cross_attention   | 4 (default), 2, 0                            |
 | `media_feature_cache`               | captioning, resampler         | tower frozen: media; cached features         |
+| `freeze_feature_encoder`            | ASR, resampler                | wav2vec2 front end trained; frozen           |
 | `bf16`                              | captioning, linear            | fp32; bf16 autocast                          |
 | `packing`                           | captioning, linear            | padded rows; packed rows (`max_length` 256)  |
 | `torch_compile`                     | captioning, linear            | eager; compiled (see [`compile_system`])     |
@@ -122,6 +123,12 @@ LEVERS: dict[str, Lever] = {
         True,
         lambda: [("tower frozen, media", {"frozen_tower": True}), ("cached features", {"cached_features": True})],
     ),
+    "freeze_feature_encoder": Lever(
+        "asr",
+        "resampler",
+        False,
+        lambda: [("front end trained", {}), ("front end frozen", {"frozen_front_end": True})],
+    ),
     "bf16": Lever("captioning", "linear", True, lambda: [("fp32", {}), ("bf16 autocast", {"precision": "bf16"})]),
     "packing": Lever("captioning", "linear", False, lambda: [("padded", {}), ("packed", {"packing": True})]),
     "torch_compile": Lever("captioning", "linear", True, lambda: [("eager", {}), ("compiled", {"compiled": True})]),
@@ -157,7 +164,7 @@ def _seeded_ours(seed: int, task: str, fusion: str, shapes: PeerShapes, tokenize
 
 
 def _flags(options: dict[str, Any]) -> dict[str, bool]:
-    return {key: options[key] for key in ("frozen_tower", "cached_features") if key in options}
+    return {key: options[key] for key in ("frozen_tower", "cached_features", "frozen_front_end") if key in options}
 
 
 def packing_system(fusion: str, shapes: PeerShapes, tokenizer, seed: int, *, packed: bool) -> System:

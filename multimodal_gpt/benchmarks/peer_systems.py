@@ -10,6 +10,8 @@ one set of shapes from configs (random weights, nothing downloaded), fed the sam
 | `ours_captioning_<fusion>_cached`   | resampler / cross_attention, tower frozen, trained from cached features    |
 | `speech_encoder_decoder`            | `SpeechEncoderDecoderModel`: wav2vec2 encoder, GPT-2 with cross-attention  |
 | `ours_asr_<fusion>`                 | `MultimodalGPTForConditionalGeneration`, wav2vec2 tower, each fusion        |
+| `..._feature_encoder_frozen`        | SpeechEncoderDecoder and ours (resampler) with wav2vec2's convolutional    |
+|                                     | front end frozen (`freeze_feature_encoder()`), each against the other      |
 | `gpt2`                              | `GPT2LMHeadModel` alone on the same text: the ceiling                      |
 
 Our rows get their batches from the package's own processor and collators (`CaptioningCollator`, `ASRCollator`), as
@@ -68,6 +70,10 @@ LEARNING_RATE = 1e-4
 # fewest decoder positions, to compare with GPT-2 alone.
 CACHED_FEATURE_FUSIONS = ("resampler", "cross_attention")
 PEERS = {"vision": "vision_encoder_decoder", "audio": "speech_encoder_decoder"}
+# wav2vec2's convolutional front end frozen, as Transformers' speech examples train by default: SpeechEncoderDecoder
+# and our best ASR fusion, compared with each other (the same freeze on both sides).
+FROZEN_FRONT_END = "_feature_encoder_frozen"
+FROZEN_FRONT_END_FUSIONS = ("resampler",)
 TEXT_ONLY = "gpt2"
 SYSTEM_NAMES = (
     "vision_encoder_decoder",
@@ -77,6 +83,8 @@ SYSTEM_NAMES = (
     *(f"ours_captioning_{fusion}_cached" for fusion in CACHED_FEATURE_FUSIONS),
     "speech_encoder_decoder",
     *(f"ours_asr_{fusion}" for fusion in FUSION_TYPES),
+    "speech_encoder_decoder" + FROZEN_FRONT_END,
+    *(f"ours_asr_{fusion}{FROZEN_FRONT_END}" for fusion in FROZEN_FRONT_END_FUSIONS),
     TEXT_ONLY,
 )
 
@@ -164,6 +172,8 @@ class System:
             prompt and the new tokens.
         processor ([`MultimodalGPTProcessor`], *optional*): the processor our rows' collators used.
         rows (`list[dict]`, *optional*): the raw rows our rows' collators read.
+        compared_with (`str`, *optional*): the system this row's speed is compared with, instead of its group's
+            peer.
     """
 
     name: str
@@ -175,6 +185,7 @@ class System:
     is_encoder_decoder: bool = False
     processor: MultimodalGPTProcessor | None = None
     rows: list[dict[str, Any]] | None = None
+    compared_with: str | None = None
     optimizer: torch.optim.Optimizer = field(init=False)
 
     def __post_init__(self):
@@ -188,7 +199,7 @@ class System:
     @property
     def peer(self) -> str | None:
         """The system this row's speed is compared with (`None` for GPT-2 alone)."""
-        return PEERS.get(self.group)
+        return self.compared_with or PEERS.get(self.group)
 
     @property
     def decoder_positions(self) -> int:
@@ -412,15 +423,20 @@ def build_ours(
     data: BenchmarkData,
     frozen_tower: bool = False,
     cached_features: bool = False,
+    frozen_front_end: bool = False,
     **config_overrides: Any,
 ) -> System:
     """Ours for `task` with `fusion` (optionally its tower frozen), its batches from the package's collators. With
     `cached_features` (a frozen tower), the batches carry the tower's features instead of the media, as they come
-    from a media-feature cache (`train.py --cache_media_features`): the tower runs once, here, untimed."""
+    from a media-feature cache (`train.py --cache_media_features`): the tower runs once, here, untimed. With
+    `frozen_front_end` (ASR), wav2vec2's convolutional feature encoder is frozen (`freeze_feature_encoder()`) and the
+    row is compared with SpeechEncoderDecoder frozen alike."""
     config = ours_config(task, fusion, shapes, tokenizer, **config_overrides)
     model = MultimodalGPTForConditionalGeneration(config)
     if frozen_tower or cached_features:
         model.freeze_towers("vision" if task == "captioning" else "audio")
+    if frozen_front_end:
+        model.freeze_feature_encoder()
     processor = MultimodalGPTProcessor.from_config(config, tokenizer)
     rows = data.rows(task)
     collator_class = CaptioningCollator if task == "captioning" else ASRCollator
@@ -435,6 +451,8 @@ def build_ours(
     label_suffix = (
         f", cached {tower} features" if cached_features else f", {tower} tower frozen" if frozen_tower else ""
     )
+    if frozen_front_end:
+        name_suffix, label_suffix = FROZEN_FRONT_END, ", feature encoder frozen"
     return System(
         name=f"ours_{task}_{fusion}" + name_suffix,
         label=label + label_suffix,
@@ -444,12 +462,16 @@ def build_ours(
         generation_inputs=generation_inputs,
         processor=processor,
         rows=rows,
+        compared_with="speech_encoder_decoder" + FROZEN_FRONT_END if frozen_front_end else None,
     )
 
 
-def build_encoder_decoder(task: str, shapes: PeerShapes, tokenizer, data: BenchmarkData) -> System:
+def build_encoder_decoder(
+    task: str, shapes: PeerShapes, tokenizer, data: BenchmarkData, frozen_front_end: bool = False
+) -> System:
     """VisionEncoderDecoder (`task="captioning"`, CLIP) or SpeechEncoderDecoder (`task="asr"`, wav2vec2): GPT-2
-    cross-attends to the encoder's output in every block, and its decoder sees only the text."""
+    cross-attends to the encoder's output in every block, and its decoder sees only the text. `frozen_front_end`
+    (ASR): wav2vec2's convolutional feature encoder frozen (`freeze_feature_encoder()`)."""
     if task == "captioning":
         config_class, model_class, encoder_config = VisionEncoderDecoderConfig, VisionEncoderDecoderModel, clip_config
         name, label, group, media = "vision_encoder_decoder", "VisionEncoderDecoder (CLIP", "vision", "pixel_values"
@@ -464,16 +486,22 @@ def build_encoder_decoder(task: str, shapes: PeerShapes, tokenizer, data: Benchm
     config.decoder_start_token_id = tokenizer.bos_token_id
     config.pad_token_id = tokenizer.pad_token_id
     train_batch, generation_inputs = _linear_fusion_batches(task, shapes, tokenizer, data)
+    model = model_class(config=config)
+    if frozen_front_end:
+        model.freeze_feature_encoder()
+        name = name + FROZEN_FRONT_END
+    label = f"{label} + GPT-2 cross-attention)" + (", feature encoder frozen" if frozen_front_end else "")
     # Clips all have the same length, so SpeechEncoderDecoder gets no attention mask (wav2vec2 with group norm is
     # meant to run without one).
     return System(
         name=name,
-        label=f"{label} + GPT-2 cross-attention)",
+        label=label,
         group=group,
-        model=model_class(config=config),
+        model=model,
         train_batch={media: train_batch[media], "labels": labelled_tokens(train_batch["labels"])},
         generation_inputs={media: generation_inputs[media]},
         is_encoder_decoder=True,
+        compared_with=name if frozen_front_end else None,
     )
 
 
@@ -547,6 +575,13 @@ def _builders() -> dict[str, Callable[[PeerShapes, PreTrainedTokenizerBase, Benc
     for task in ("captioning", "asr"):
         for fusion in FUSION_TYPES:
             builders[f"ours_{task}_{fusion}"] = functools.partial(build_ours, task, fusion)
+    builders["speech_encoder_decoder" + FROZEN_FRONT_END] = functools.partial(
+        build_encoder_decoder, "asr", frozen_front_end=True
+    )
+    for fusion in FROZEN_FRONT_END_FUSIONS:
+        builders[f"ours_asr_{fusion}{FROZEN_FRONT_END}"] = functools.partial(
+            build_ours, "asr", fusion, frozen_front_end=True
+        )
     return builders
 
 

@@ -53,6 +53,14 @@ class ModelArguments:
     )
     freeze_towers: bool = field(default=False, metadata={"help": "Freeze the vision and audio towers."})
     freeze_language_model: bool = field(default=False, metadata={"help": "Freeze GPT-2 (and its tied head)."})
+    freeze_feature_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "Freeze the audio tower's convolutional front end (wav2vec2-family feature encoder, Whisper's "
+            "two convolutions), as Transformers' speech examples do when finetuning a pretrained encoder; the "
+            "tower's transformer layers still train. For a tower trained from scratch, leave it off."
+        },
+    )
     train_only_fusion: bool = field(
         default=False,
         metadata={"help": "Train only the fusion (LLaVA stage 1): for tasks with media (not translation)."},
@@ -484,6 +492,11 @@ def check_model_arguments(model_args: ModelArguments, data_args: DataArguments) 
             "--cache_media_features encodes each medium once with frozen towers, but the towers train here"
             + (" (--lora_target_towers)" if model_args.lora_target_towers else "")
             + ": add --freeze_towers (or --train_only_fusion), or drop --cache_media_features."
+        )
+    if model_args.freeze_feature_encoder and data_args.task not in ("asr", "pretrain"):
+        raise ValueError(
+            f"--freeze_feature_encoder freezes the audio tower's front end, but --task {data_args.task} gives no "
+            "audio: drop it."
         )
     if model_args.train_only_fusion and text_only:
         task = "--task mmt --text_only" if data_args.task == "mmt" else f"--task {data_args.task}"

@@ -512,6 +512,8 @@ def apply_freezing(model: MultimodalGPTForConditionalGeneration, model_args: Mod
         model.freeze_towers()
     if model_args.freeze_language_model:
         model.freeze_language_model()
+    if model_args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
 
 
 def parameter_counts(model: torch.nn.Module) -> tuple[float, float]:
