@@ -31,6 +31,7 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..training import DataArguments, ModelArguments, run
+from ..training.cpu import flush_denormals
 from ..training.recipes import parse_arguments
 
 # Per task: the validation metric, and whether higher is better.
@@ -273,6 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_benchmark_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
+    flush_denormals()  # as `multimodal-gpt train` does (multimodal_gpt.training.cpu)
     if args.threads:
         torch.set_num_threads(args.threads)
     tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]

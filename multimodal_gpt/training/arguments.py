@@ -388,6 +388,14 @@ class MultimodalTrainingArguments(Seq2SeqTrainingArguments):
         default=None,
         metadata={"help": "Beam width of generation in evaluation: the same setting as --num_beams (give one)."},
     )
+    flush_denormal: bool = field(
+        default=True,
+        metadata={
+            "help": "Flush denormal floats to zero on the CPU for the whole run (torch.set_flush_denormal): a model "
+            "that has trained a while has denormal gradients, which slow CPU steps 1.7x (see "
+            "multimodal_gpt/training/cpu.py). Changes only values below 1.2e-38; --flush_denormal false keeps them."
+        },
+    )
 
 
 # Which data flags each task reads: any other given for that task is a flag the run would ignore.

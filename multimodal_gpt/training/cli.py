@@ -23,6 +23,7 @@ import transformers
 from transformers import HfArgumentParser
 
 from .arguments import DataArguments, ModelArguments, MultimodalTrainingArguments
+from .cpu import flush_denormals
 from .demo import DemoArguments, run_demo
 from .evaluation import EvaluationArguments, evaluate_checkpoint
 from .recipes import parse_arguments, parse_config_file
@@ -63,8 +64,9 @@ def train_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:  # --recipe (multimodal_gpt/training/recipes/): its values are defaults, the flags given win
         model_args, data_args, training_args = parse_arguments(parser, argv)
 
-    # 2. Logging
+    # 2. Logging, and denormals flushed before torch starts its worker threads (multimodal_gpt.training.cpu)
     _log_as_the_scripts_do()
+    flush_denormals(training_args.flush_denormal)
 
     # 3. Train, evaluate, predict, push (see multimodal_gpt.training.run for the steps)
     return run(model_args, data_args, training_args)
