@@ -126,3 +126,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(paths["markdown"].read_text())
     logger.info(f"wrote {', '.join(str(path) for path in paths.values())}")
     return results
+
+
+if __name__ == "__main__":
+    main()
