@@ -330,8 +330,9 @@ class MultimodalGPTForConditionalGeneration(
     def freeze_feature_encoder(self) -> None:
         """Freeze the audio tower's convolutional front end, as Transformers' speech examples do by default when they
         finetune a pretrained encoder (`--freeze_feature_encoder`): wav2vec2-family towers (wav2vec2, HuBERT, WavLM,
-        Data2VecAudio, ...) through their own `freeze_feature_encoder()`, Whisper-style encoders by freezing `conv1`
-        and `conv2`. The front end then runs without building an autograd graph; the transformer layers train."""
+        Data2VecAudio, ...) through their feature encoder's `_freeze_parameters()` (what
+        `Wav2Vec2Model.freeze_feature_encoder()` calls), Whisper-style encoders by freezing `conv1` and `conv2`. The
+        front end then runs without building an autograd graph; the transformer layers train."""
         tower = self.model.audio_tower
         if tower is None:
             raise ValueError("freeze_feature_encoder() freezes the audio tower's front end, but this model has none.")

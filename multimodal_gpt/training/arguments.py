@@ -392,7 +392,7 @@ class MultimodalTrainingArguments(Seq2SeqTrainingArguments):
         default=True,
         metadata={
             "help": "Flush denormal floats to zero on the CPU for the whole run (torch.set_flush_denormal): a model "
-            "that has trained a while has denormal gradients, which slow CPU steps 1.7x (see "
+            "that has trained a while has denormal gradients, which slowed the ASR recipe 1.6x (see "
             "multimodal_gpt/training/cpu.py). Changes only values below 1.2e-38; --flush_denormal false keeps them."
         },
     )
