@@ -36,6 +36,7 @@ with a clear message.
 
 import io
 import os
+import re
 import struct
 from collections.abc import Mapping
 from typing import Any, BinaryIO
@@ -73,6 +74,8 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 # A RIFF `data` chunk of this size was written by a streaming writer that never went back to fill it in.
+# An object's repr in a decoder's error ("<_io.BytesIO object at 0x7f...>"): its address differs from call to call.
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
 _RIFF_OPEN_SIZES = (0, 0xFFFFFFFF)
 
 
@@ -142,7 +145,8 @@ def _decode_audio_file(file: str | os.PathLike | bytes | bytearray, name: str) -
         raise
     except Exception as error:  # libsndfile reports corrupt files as RuntimeError, TypeError, EOFError...
         raise ValueError(
-            f"Could not decode audio {name}: {str(error).rstrip('.')}. The file is corrupt, truncated or not in a "
+            f"Could not decode audio {name}: {_OBJECT_REPR.sub('the stream', str(error)).rstrip('.')}. The file is "
+            "corrupt, truncated or not in a "
             "format libsndfile reads (WAV, FLAC, OGG, Opus, MP3, AIFF...)."
         ) from error
     if missing:

@@ -232,3 +232,15 @@ def test_undecoded_media_columns(data_dir: Path, flickr_image: Path) -> None:
     splits = undecoded_media_columns(datasets.DatasetDict({"train": nested}))
     assert splits["train"].features["clips"] == datasets.List(datasets.Audio(decode=False))
     assert read_audio(splits["train"][0]["clips"][0])[1] == 8000
+
+
+def test_a_decoding_error_is_the_same_text_every_time():
+    """The decoder's message must not carry an object's address (soundfile names the BytesIO it read): the
+    processor and the collator, or two calls, give the same text for the same bad bytes."""
+    messages = set()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="Could not decode audio") as error:
+            read_audio(b"this is not audio at all" * 4)
+        messages.add(str(error.value))
+    (message,) = messages
+    assert "object at 0x" not in message
