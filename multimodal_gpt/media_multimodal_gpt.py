@@ -74,9 +74,9 @@ IMAGE_EXTENSIONS = frozenset(
 )
 
 # A RIFF `data` chunk of this size was written by a streaming writer that never went back to fill it in.
+_RIFF_OPEN_SIZES = (0, 0xFFFFFFFF)
 # An object's repr in a decoder's error ("<_io.BytesIO object at 0x7f...>"): its address differs from call to call.
 _OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
-_RIFF_OPEN_SIZES = (0, 0xFFFFFFFF)
 
 
 def _require(module: Any, package: str, purpose: str) -> None:
@@ -146,8 +146,7 @@ def _decode_audio_file(file: str | os.PathLike | bytes | bytearray, name: str) -
     except Exception as error:  # libsndfile reports corrupt files as RuntimeError, TypeError, EOFError...
         raise ValueError(
             f"Could not decode audio {name}: {_OBJECT_REPR.sub('the stream', str(error)).rstrip('.')}. The file is "
-            "corrupt, truncated or not in a "
-            "format libsndfile reads (WAV, FLAC, OGG, Opus, MP3, AIFF...)."
+            "corrupt, truncated or not in a format libsndfile reads (WAV, FLAC, OGG, Opus, MP3, AIFF...)."
         ) from error
     if missing:
         raise ValueError(
