@@ -25,6 +25,7 @@ from transformers import HfArgumentParser
 from .arguments import DataArguments, ModelArguments, MultimodalTrainingArguments
 from .cpu import flush_denormals
 from .demo import DemoArguments, run_demo
+from .distributed import end_distributed_run
 from .evaluation import EvaluationArguments, evaluate_checkpoint
 from .recipes import parse_arguments, parse_config_file
 from .run import run
@@ -68,8 +69,12 @@ def train_main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _log_as_the_scripts_do()
     flush_denormals(training_args.flush_denormal)
 
-    # 3. Train, evaluate, predict, push (see multimodal_gpt.training.run for the steps)
-    return run(model_args, data_args, training_args)
+    # 3. Train, evaluate, predict, push (see multimodal_gpt.training.run for the steps); under torchrun or
+    # `accelerate launch`, the process group is destroyed before the process exits
+    try:
+        return run(model_args, data_args, training_args)
+    finally:
+        end_distributed_run()
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> dict[str, float]:

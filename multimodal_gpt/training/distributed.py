@@ -8,6 +8,7 @@ media on sharded ranks) lives in `modeling_multimodal_gpt.py`.
 
 import os
 
+import torch.distributed as dist
 from transformers import Trainer, TrainingArguments
 
 from .lora import is_peft_model
@@ -77,4 +78,14 @@ def check_distributed_engine(trainer: Trainer) -> None:
                 )
 
 
-__all__ = ["WORLD_SIZE_VARIABLES", "check_distributed_engine", "check_distributed_launch"]
+def end_distributed_run() -> None:
+    """Destroy the process group the `Trainer` started, before the process exits. Left to the interpreter's exit,
+    gloo's worker threads are destroyed while still joinable now and then, and the process aborts ("terminate called
+    without an active exception", exit -6) after a finished training (torch's documentation: call it near the end of
+    main). For the command that owns the process (`multimodal-gpt train`), not for `run()`, whose caller may go on
+    using the group."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+__all__ = ["WORLD_SIZE_VARIABLES", "check_distributed_engine", "check_distributed_launch", "end_distributed_run"]
