@@ -55,6 +55,15 @@ def test_the_benchmarks_are_the_modules_with_a_main(capsys):
         cli.main(["benchmark", "speed"])
 
 
+@pytest.mark.parametrize("name", sorted(cli.benchmark_names()))
+def test_each_benchmark_has_its_own_help(name, capsys):
+    """argparse expands `%` in help texts: a help that wrote "10 % warmup" made `--help` itself crash."""
+    with pytest.raises(SystemExit) as exit_status:
+        cli.main(["benchmark", name, "--help"])
+    assert exit_status.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
 def test_a_new_benchmark_module_is_found_and_dispatched_by_the_convention(tmp_path, monkeypatch):
     """As `multimodal_gpt.benchmarks.pretraining` will be: a module with a main is a benchmark, by its file name."""
     package = tmp_path / "some_benchmarks"
