@@ -2,6 +2,7 @@
 minutes): equal total compute, recipes for both arms, the verdict per seed, the files, and resuming."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,13 @@ def fake_runs(monkeypatch):
         if data_args.task == "pretrain":
             return {"train_loss": 1.0}
         metric = pretraining.HEADLINE[data_args.task][0]
+        if data_args.task == "captioning":  # the pretrained arm describes 2 images differently, scratch 1
+            captions = ["a dog runs", "a man sits", "a dog runs"] if arm == "pretrained" else ["a dog runs"] * 3
+            rows = [{"index": i, "prediction": caption} for i, caption in enumerate(captions)]
+            rows.append({"index": 3, "prediction": None, "skipped": "a corrupt file"})
+            lines = "".join(json.dumps(row) + "\n" for row in rows)
+            Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+            (Path(training_args.output_dir) / "predictions_validation.jsonl").write_text(lines)
         return {f"eval_{metric}": SCORES[(data_args.task, arm)] + training_args.seed * 0.001}
 
     monkeypatch.setattr(pretraining, "run", fake_run)
@@ -53,7 +61,13 @@ def test_equal_compute_recipes_and_the_verdict(fake_runs, tmp_path, capsys):
             assert training_args.max_steps == 30 + 90 // 3  # three scratch runs: P + 3F steps, as the route
             assert model_args.recipe == task and model_args.tokenizer_name_or_path.endswith(f"seed{seed}/pretrain")
     assert results["claim_holds"] is True and results["wins_per_seed"] == {0: 2, 1: 2}
-    assert "The claim (pretrained wins on at least two tasks in every seed) holds" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "The claim (pretrained wins on at least two tasks in every seed) holds" in printed
+    # captioning: how many different captions each arm wrote (a skipped row is not a caption)
+    captioning = [row for row in results["rows"] if row["task"] == "captioning"]
+    assert [(row["pretrained_distinct"], row["scratch_distinct"]) for row in captioning] == [(2, 1), (2, 1)]
+    assert "| 0 | captioning | cider (higher is better) | 0.2 (1 distinct, " in printed
+    assert "| 0.3 (2 distinct, " in printed and "| 0 | asr | wer (lower is better) | 0.08 (0.0 min) |" in printed
     assert json.loads((tmp_path / "results.json").read_text())["claim_holds"] is True
     assert (tmp_path / "results.md").is_file() and (tmp_path / "pretraining_gain.png").is_file()
 

@@ -10,8 +10,9 @@ next-element media prediction), then each task (ASR on FSDD, translation on Mult
 finetuned from it for --finetune_steps (F) steps, and trained from scratch for F + P / 3 steps: the three scratch runs
 together get exactly the steps of the pretrained route (P + 3F). Both arms of a task run the task's recipe (its
 augmentation, learning rates, label smoothing, checkpoint averaging, beam search), with the pretraining's tokenizer,
-and are scored on the validation split (WER, BLEU, CIDEr-D). The claim holds when the pretrained route wins on at
-least two of the three tasks in every seed; the script prints whether it does.
+and are scored on the validation split (WER, BLEU, CIDEr-D; for captioning also the number of distinct captions, which
+tells a model that describes the images from one that writes its language prior for every image). The claim holds
+when the pretrained route wins on at least two of the three tasks in every seed; the script prints whether it does.
 
 Writes `results.json`, `results.md` (the table) and `pretraining_gain.png` (the chart) to --output_dir, with every
 run's folder beside them. A run whose folder holds its `benchmark_run.json` is read back, and an interrupted one
@@ -93,6 +94,8 @@ class Comparison:
     scratch: float
     pretrained_minutes: float
     scratch_minutes: float
+    pretrained_distinct: int | None = None
+    scratch_distinct: int | None = None
 
     @property
     def pretrained_wins(self) -> bool:
@@ -103,21 +106,31 @@ class Comparison:
 
 
 def training_run(argv: list[str], rerun: bool = False) -> dict[str, Any]:
-    """One `run()` from command-line flags (recipes applied as `scripts/train.py` applies them), with its wall time;
-    a finished one (its `benchmark_run.json` written) is read back unless `rerun`."""
+    """One `run()` from command-line flags (recipes applied as `scripts/train.py` applies them), with its wall time
+    and its output folder; a finished one (its `benchmark_run.json` written) is read back unless `rerun`."""
     model_args, data_args, training_args = parse_arguments(
         HfArgumentParser((ModelArguments, DataArguments, TrainingArguments)), argv
     )
     record = Path(training_args.output_dir) / "benchmark_run.json"
     if record.is_file() and not rerun:
         print(f"Reusing {training_args.output_dir} (--rerun to train it again).")
-        return json.loads(record.read_text())
+        return json.loads(record.read_text()) | {"output_dir": training_args.output_dir}
     started = time.perf_counter()
     results = run(model_args, data_args, training_args)
     results["wall_seconds"] = time.perf_counter() - started
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(results, indent=2))
-    return results
+    return results | {"output_dir": training_args.output_dir}
+
+
+def distinct_predictions(output_dir: str | Path, split: str = "validation") -> int | None:
+    """How many different predictions a run wrote for the rows of `split` it scored (its `predictions_<split>.jsonl`,
+    skipped rows left out); None without that file."""
+    path = Path(output_dir) / f"predictions_{split}.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return len({row["prediction"] for row in rows if row.get("prediction") is not None})
 
 
 def common_flags(args: BenchmarkArguments, seed: int) -> list[str]:
@@ -182,6 +195,8 @@ def compare_seed(args: BenchmarkArguments, seed: int, tasks: list[str]) -> list[
                 scratch=scratch[f"eval_{metric}"],
                 pretrained_minutes=(pretrain["wall_seconds"] / len(tasks) + pretrained["wall_seconds"]) / 60,
                 scratch_minutes=scratch["wall_seconds"] / 60,
+                pretrained_distinct=distinct_predictions(pretrained["output_dir"]),
+                scratch_distinct=distinct_predictions(scratch["output_dir"]),
             )
         )
     return comparisons
@@ -211,10 +226,15 @@ def markdown_table(args: BenchmarkArguments, comparisons: list[Comparison]) -> s
     ]
     for row in comparisons:
         better = "higher" if row.higher_is_better else "lower"
+        scratch, pretrained = f"{row.scratch:.4g} ", f"{row.pretrained:.4g} "
+        if row.task == "captioning" and row.scratch_distinct is not None and row.pretrained_distinct is not None:
+            scratch += f"({row.scratch_distinct} distinct, "
+            pretrained += f"({row.pretrained_distinct} distinct, "
+        else:
+            scratch, pretrained = scratch + "(", pretrained + "("
         lines.append(
-            f"| {row.seed} | {row.task} | {row.metric} ({better} is better) | {row.scratch:.4g} "
-            f"({row.scratch_minutes:.1f} min) | {row.pretrained:.4g} ({row.pretrained_minutes:.1f} min) "
-            f"| {'yes' if row.pretrained_wins else 'no'} |"
+            f"| {row.seed} | {row.task} | {row.metric} ({better} is better) | {scratch}{row.scratch_minutes:.1f} min) "
+            f"| {pretrained}{row.pretrained_minutes:.1f} min) | {'yes' if row.pretrained_wins else 'no'} |"
         )
     holds, wins = claim_holds(comparisons)
     per_seed = ", ".join(f"seed {seed}: {count} of {len(HEADLINE)}" for seed, count in sorted(wins.items()))
