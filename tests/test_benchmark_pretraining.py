@@ -68,6 +68,10 @@ def test_equal_compute_recipes_and_the_verdict(fake_runs, tmp_path, capsys):
     assert [(row["pretrained_distinct"], row["scratch_distinct"]) for row in captioning] == [(2, 1), (2, 1)]
     assert "| 0 | captioning | cider (higher is better) | 0.2 (1 distinct, " in printed
     assert "| 0.3 (2 distinct, " in printed and "| 0 | asr | wer (lower is better) | 0.08 (0.0 min) |" in printed
+    # the chart in text too, one Mermaid bar chart per task, scratch then pretrained per seed
+    assert printed.count("```mermaid\nxychart-beta\n") == 3
+    assert '"seed 0 scratch", "seed 0 pretrained", "seed 1 scratch", "seed 1 pretrained"' in printed
+    assert "    bar [0.08, 0.05, 0.081, 0.051]" in printed
     assert json.loads((tmp_path / "results.json").read_text())["claim_holds"] is True
     assert (tmp_path / "results.md").is_file() and (tmp_path / "pretraining_gain.png").is_file()
 

@@ -240,7 +240,31 @@ def markdown_table(args: BenchmarkArguments, comparisons: list[Comparison]) -> s
     per_seed = ", ".join(f"seed {seed}: {count} of {len(HEADLINE)}" for seed, count in sorted(wins.items()))
     verdict = "holds" if holds else "does not hold"
     lines += ["", f"The claim (pretrained wins on at least two tasks in every seed) {verdict}: wins {per_seed}."]
+    for task in dict.fromkeys(row.task for row in comparisons):
+        lines += ["", mermaid_chart([row for row in comparisons if row.task == task])]
     return "\n".join(lines) + "\n"
+
+
+def mermaid_chart(rows: list[Comparison]) -> str:
+    """One task's bars, scratch and pretrained per seed, as a Mermaid `xychart-beta` block: the chart of
+    `pretraining_gain.png` in text, which renders where the Markdown does (a README on the Hub or GitHub)."""
+    better = "higher" if rows[0].higher_is_better else "lower"
+    labels, values = [], []
+    for row in rows:
+        labels += [f"seed {row.seed} scratch", f"seed {row.seed} pretrained"]
+        values += [row.scratch, row.pretrained]
+    top = max(values) * 1.25 or 1.0
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta",
+            f'    title "{rows[0].task}: {rows[0].metric}, {better} is better"',
+            "    x-axis [" + ", ".join(f'"{label}"' for label in labels) + "]",
+            f'    y-axis "{rows[0].metric}" 0 --> {top:.3g}',
+            "    bar [" + ", ".join(f"{value:.4g}" for value in values) + "]",
+            "```",
+        ]
+    )
 
 
 def plot(comparisons: list[Comparison], path: Path) -> None:
