@@ -1,7 +1,7 @@
 """Does pretraining pay? At equal total compute, one shared pretraining plus a finetuning per task against training
 each task from scratch, on the real data, for several seeds.
 
-    python -m multimodal_gpt.benchmarks.pretraining --seeds 0,1              # the measurement (hours on 2 CPU cores)
+    python -m multimodal_gpt.benchmarks.pretraining --seeds 0,1              # the measurement (about an hour, 2 CPUs)
     python -m multimodal_gpt.benchmarks.pretraining --quick                  # the machinery in minutes
     python scripts/benchmark_pretraining.py ...                              # the same
 
@@ -54,9 +54,9 @@ class BenchmarkArguments:
     data_dir: str | None = field(default=None, metadata={"help": "Default: $MMGPT_DATA_DIR, else ../shared/data."})
     tasks: str = field(default="asr,translation,captioning", metadata={"help": "Comma-separated finetuning tasks."})
     seeds: str = field(default="0,1", metadata={"help": "Comma-separated seeds: the whole comparison runs per seed."})
-    pretrain_steps: int = field(default=900, metadata={"help": "Optimizer steps of the pretraining (P)."})
+    pretrain_steps: int = field(default=400, metadata={"help": "Optimizer steps of the pretraining (P)."})
     finetune_steps: int = field(
-        default=300, metadata={"help": "Optimizer steps of each finetuning (F); from scratch: F + P / 3."}
+        default=200, metadata={"help": "Optimizer steps of each finetuning (F); from scratch: F + P / 3."}
     )
     pretrain_recipe: str = field(default="pretrain", metadata={"help": "The recipe of the pretraining."})
     preset: str | None = field(
