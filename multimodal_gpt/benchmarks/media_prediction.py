@@ -57,7 +57,9 @@ class MediaBenchmarkArguments:
     pretrain_steps: int = field(default=300, metadata={"help": "Optimizer steps of media pretraining."})
     finetune_steps: int = field(default=300, metadata={"help": "Optimizer steps of the downstream finetuning."})
     batch_size: int = field(default=32, metadata={"help": "Training batch size of every run."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Peak learning rate (a tenth of the steps of warmup, linear decay)."})
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "Peak learning rate (a tenth of the steps of warmup, linear decay)."}
+    )
     codebook_size: int = field(default=256, metadata={"help": "k-means centroids of the `codes` arm."})
     preset: str = field(default="small", metadata={"help": "Model preset."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Validation rows scored (default: all)."})
