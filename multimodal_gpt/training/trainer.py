@@ -112,6 +112,9 @@ class MultimodalTrainer(Trainer):
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        if self.args.dataloader_pin_memory and self.args.device.type == "cpu":
+            # pinned memory only speeds up copies to an accelerator: on a CPU run torch warns at every epoch instead
+            self.args.dataloader_pin_memory = False
         if generation_collator is not None and not generation_collator.for_generation:
             raise ValueError("generation_collator must be built with for_generation=True.")
         self.module_learning_rates = module_learning_rates or {}
