@@ -288,3 +288,27 @@ def test_the_heads_are_saved_and_a_finetuning_load_can_drop_them(tmp_path):
     finetuning = MultimodalGPTForConditionalGeneration.from_pretrained(tmp_path, media_loss_weight=0.0)
     assert len(finetuning.media_prediction_heads) == 0
     torch.testing.assert_close(finetuning.lm_head.weight, model.lm_head.weight)
+
+
+@pytest.mark.parametrize("arm", ["leaky", "codes"])
+def test_the_benchmark_saves_its_other_arms_as_the_packages_model(arm, tmp_path, monkeypatch):
+    """`benchmark media_prediction` pretrains its `leaky` and `codes` arms with subclasses defined in the benchmark
+    module. Saved as they were, `save_pretrained` tried to ship that module's code and stopped (its relative imports
+    reach outside its folder) after the `codes` arm's pretraining; now the weights go out in the package's class,
+    heads dropped, and load as finetuning loads them."""
+    from multimodal_gpt import MultimodalGPTForConditionalGeneration
+    from multimodal_gpt.benchmarks import media_prediction
+
+    if arm == "codes":
+        codebook = torch.randn(8, PATCH_SIZE * PATCH_SIZE * 3)
+        monkeypatch.setattr(media_prediction.CodeMediaPrediction, "codebooks", {"vision": codebook})
+        model = media_prediction.CodeMediaPrediction(media_model(weight={"vision": 1.0}).config)
+    else:
+        model = media_prediction.LeakyMediaPrediction(media_model(weight={"vision": 1.0}).config)
+    media_prediction.finetuning_start(model).save_pretrained(tmp_path)
+    loaded = MultimodalGPTForConditionalGeneration.from_pretrained(tmp_path, media_loss_weight=0.0)
+    assert len(loaded.media_prediction_heads) == 0
+    expected = {name: value for name, value in model.state_dict().items() if "media_prediction_heads" not in name}
+    assert loaded.state_dict().keys() == expected.keys()
+    for name, value in loaded.state_dict().items():
+        torch.testing.assert_close(value, expected[name], msg=name)

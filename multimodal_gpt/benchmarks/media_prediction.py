@@ -20,6 +20,7 @@ split (teacher-forced loss and the task metric):
 Writes `results.json` and `results.md` to --output_dir. Time nothing while other jobs share the machine.
 """
 
+import copy
 import json
 import logging
 import sys
@@ -203,9 +204,22 @@ def pretrain_arm(arm: str, modality: str, args: MediaBenchmarkArguments, base: P
         if args.max_eval_samples:
             rows = rows.select(range(min(args.max_eval_samples, len(rows))))
         result["validation_media_loss_causal"] = evaluator.evaluate(rows)["eval_loss"]
-    model.save_pretrained(output_dir)
+    finetuning_start(model).save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
     return result
+
+
+def finetuning_start(model: MultimodalGPTForConditionalGeneration) -> MultimodalGPTForConditionalGeneration:
+    """An arm's pretrained weights in the package's own class, without the media prediction heads that finetuning
+    drops (`--media_loss_weight 0`): `save_pretrained` ships the code of the model's class, and the arms' subclasses
+    live in this benchmark module, whose relative imports transformers' code shipping cannot follow (the `codes`
+    head also has another shape than the package's)."""
+    config = copy.deepcopy(model.config)
+    config.media_loss_weight = 0.0
+    start = MultimodalGPTForConditionalGeneration(config)
+    heads = "media_prediction_heads."
+    start.load_state_dict({name: value for name, value in model.state_dict().items() if not name.startswith(heads)})
+    return start
 
 
 def finetune_arm(arm: str, modality: str, args: MediaBenchmarkArguments, base: Path, root: Path) -> dict[str, Any]:
