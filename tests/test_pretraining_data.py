@@ -176,7 +176,9 @@ def test_the_built_in_mix_has_text_pairs_and_media_only_rows():
         "audio": [row for row in rows if row["audio"] is not None],
     }
     assert all(len(found) > len(rows) / 4 for found in kinds.values())
-    assert all("\n" in row["text"] for row in kinds["text_pair"])  # English line, German line
+    # English then German, in the translation task's prompt, as finetuning shows a pair
+    assert all(row["text"].startswith("Translate English to German: ") for row in kinds["text_pair"])
+    assert all("\nGerman: " in row["text"] for row in kinds["text_pair"])
     assert all(row["text"] is None for row in kinds["image"] + kinds["audio"])
     with pytest.raises(ValueError, match="built-in pretraining mix"):
         builtin_splits("multi30k", "pretrain", pretrain_mix={"text": 1.0})

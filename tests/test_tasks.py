@@ -15,6 +15,7 @@ from multimodal_gpt.data.tasks import (
     Task,
     get_task,
     reference_index,
+    translation_text,
 )
 
 CAPTIONS = ["A dog runs .", "a brown dog", "The dog is running", "dog on grass", "a dog outside"]
@@ -45,6 +46,16 @@ def test_prompts_never_end_in_whitespace_and_targets_start_with_one_space(name):
     assert example.prompt == example.prompt.rstrip()
     assert example.target.startswith(" ") and not example.target.startswith("  ")
     assert TASKS[name].postprocess(example.target) == example.target.strip()
+
+
+def test_a_pretraining_pair_is_the_translation_example_as_one_text():
+    text = translation_text(" A man sleeps. ", "Ein Mann schläft.")
+    assert text == "Translate English to German: A man sleeps.\nGerman: Ein Mann schläft."
+    example = TRANSLATION.example(ROWS["translation"])
+    assert PRETRAIN.example({"text": text}).target.endswith(example.prompt + example.target)
+    assert translation_text("Ein Hund.", "A dog.", "de", "en").startswith("Translate German to English: Ein Hund.")
+    with pytest.raises(BadRowError):
+        translation_text("", "Ein Mann schläft.")
 
 
 def test_row_languages_win_over_the_task_defaults():

@@ -4,8 +4,10 @@ their weighting (`--pretrain_mix`).
 Kinds of rows ([`MIX_KINDS`]), from the training (or validation) splits of the built-in corpora:
 
 - `text`: each Multi30k sentence, English and German, alone;
-- `text_pair`: an English sentence and its German translation in one row, one line each (XLM's translation language
-  modelling: a bilingual stream whose next-token prediction aligns the two languages);
+- `text_pair`: an English sentence and its German translation in one row, written as the translation task prompts
+  and answers (`tasks.translation_text`: XLM's translation language modelling, a bilingual stream whose next-token
+  prediction aligns the two languages, in the format finetuning uses, as the image-text and audio-text rows are in
+  the captioning and ASR formats);
 - `image_text`: a Flickr8k image with one of its captions (one row per caption);
 - `audio_text`: an FSDD or read-speech clip with its transcript;
 - `image`, `audio`: the images and clips alone, for next-element prediction of media (`media_loss_weight`).

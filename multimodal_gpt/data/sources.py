@@ -48,7 +48,7 @@ from .corpora import (
 from .local_files import TABLE_BUILDERS, media_folder_metadata, resolve_media_paths, table_splits, with_features
 from .mix import media_rows, parse_mix_weights, text_rows, weighted_mix
 from .synthetic import make_demo_splits
-from .tasks import BadRowError, Task, get_task
+from .tasks import BadRowError, Task, get_task, translation_text
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def _pretrain_mix_splits(root, weights: dict[str, float] | None) -> dict[str, Sp
         flickr = cache(lambda: load_flickr8k(root, name_in_layout))
         parts = {
             "text": lambda: _multi30k_splits(root, "pretrain", **languages)[name_in_layout](),
-            "text_pair": lambda: text_rows(f"{row['source']}\n{row['target']}" for row in pairs()),
+            "text_pair": lambda: text_rows(translation_text(row["source"], row["target"]) for row in pairs()),
             "image_text": lambda: _flickr8k_splits(root, "pretrain", **languages)[name_in_layout](),
             "audio_text": lambda: media_rows("audio", clips()),
             "image": lambda: media_rows("image", ((row["image"], None) for row in flickr())),

@@ -324,6 +324,21 @@ MMT = Task(
 TASKS: dict[str, Task] = {task.name: task for task in (PRETRAIN, CAPTIONING, TRANSLATION, ASR, MMT)}
 
 
+def translation_text(source: str, target: str, source_lang: str = "en", target_lang: str = "de") -> str:
+    """A translation pair written as one text, exactly as the translation task shows it to the model: its prompt
+    then its target (`"Translate English to German: A dog runs.\\nGerman: Ein Hund rennt."`). The pretraining mix's
+    `text_pair` rows, so that next-token prediction over both languages practises the format finetuning uses, as
+    its image-text and audio-text rows do (their prompts are the captioning and ASR prompts).
+
+    Raises:
+        [`BadRowError`]: an empty source or target.
+    """
+    example = get_task("translation", source_lang=source_lang, target_lang=target_lang).example(
+        {"source": source, "target": target}
+    )
+    return example.prompt + example.target
+
+
 def get_task(name: str, **overrides: Any) -> Task:
     """The task `name`, with fields replaced by `overrides` (e.g. `target_lang="fr"`, `target_column="m30_de"`).
 
@@ -351,4 +366,5 @@ __all__ = [
     "get_task",
     "language_name",
     "reference_index",
+    "translation_text",
 ]

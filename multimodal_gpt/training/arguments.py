@@ -283,9 +283,9 @@ class DataArguments:
         metadata={
             "help": "pretrain, built-in mix only: the share of each kind of row, e.g. 'text=1,text_pair=1,"
             "image_text=2,audio_text=2,image=1,audio=1' (kinds not named: none). Kinds: text (Multi30k sentences), "
-            "text_pair (an English sentence and its German translation in one row), image_text (Flickr8k image + "
-            "caption), audio_text (FSDD / read-speech clip + transcript), image and audio (media alone, for "
-            "--media_loss_weight). Default: text, image_text and audio_text rows as they come."
+            "text_pair (an English sentence and its German translation in one row, in the translation prompt), "
+            "image_text (Flickr8k image + caption), audio_text (FSDD / read-speech clip + transcript), image and "
+            "audio (media alone, for --media_loss_weight). Default: text, image_text and audio_text rows as they come."
         },
     )
     audio_speed_perturbation: float | None = field(
