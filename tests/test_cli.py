@@ -61,7 +61,7 @@ def test_each_benchmark_has_its_own_help(name, capsys):
     with pytest.raises(SystemExit) as exit_status:
         cli.main(["benchmark", name, "--help"])
     assert exit_status.value.code == 0
-    assert "usage:" in capsys.readouterr().out
+    assert f"usage: multimodal-gpt benchmark {name} " in capsys.readouterr().out
 
 
 def test_a_new_benchmark_module_is_found_and_dispatched_by_the_convention(tmp_path, monkeypatch):

@@ -287,7 +287,11 @@ def markdown(lever: str, task: str, fusion: str, rows: list[dict[str, Any]], com
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="multimodal-gpt benchmark levers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--lever", required=True, choices=[*LEVERS, "all"], help="The lever to measure, or all.")
     parser.add_argument("--task", choices=["captioning", "asr"], help="Our system's task (default: the lever's).")
     parser.add_argument("--fusion", help="Our system's fusion (default: the lever's).")

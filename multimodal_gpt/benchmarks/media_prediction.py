@@ -281,7 +281,10 @@ def markdown_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. Arguments
     argv = sys.argv[1:] if argv is None else argv
-    (args,) = HfArgumentParser(MediaBenchmarkArguments).parse_args_into_dataclasses(argv)
+    parser = HfArgumentParser(
+        MediaBenchmarkArguments, prog="multimodal-gpt benchmark media_prediction", description=__doc__
+    )
+    (args,) = parser.parse_args_into_dataclasses(argv)
     if args.quick:
         given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
         for name, value in QUICK.items():

@@ -92,7 +92,11 @@ def markdown(results: dict[str, Any], settings: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. Arguments
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="multimodal-gpt benchmark padding",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--corpora", default=",".join(CORPORA), help=f"Comma-separated, among {list(CORPORA)}.")
     parser.add_argument(
         "--data_dir", help="The folder of the built-in corpora (default: $MMGPT_DATA_DIR, else ../shared/data)."

@@ -102,7 +102,11 @@ def markdown(task: str, results: dict[str, Any], command: str, window: int) -> s
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     # 1. Arguments
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="multimodal-gpt benchmark precision",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--task", default="captioning", choices=["captioning", "asr", "pretrain"])
     parser.add_argument("--preset", default="tiny", help="The model preset (tiny, small, or a JSON file).")
     parser.add_argument("--fusions", default=",".join(FUSION_TYPES), help="Comma-separated fusions to compare.")

@@ -298,7 +298,8 @@ def plot(comparisons: list[Comparison], path: Path) -> None:
 
 
 def parse_benchmark_arguments(argv: list[str]) -> BenchmarkArguments:
-    (args,) = HfArgumentParser(BenchmarkArguments).parse_args_into_dataclasses(argv)
+    parser = HfArgumentParser(BenchmarkArguments, prog="multimodal-gpt benchmark pretraining", description=__doc__)
+    (args,) = parser.parse_args_into_dataclasses(argv)
     if args.quick:
         given = {arg.lstrip("-").split("=")[0] for arg in argv if arg.startswith("--")}
         for name, value in QUICK.items():

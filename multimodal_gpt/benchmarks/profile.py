@@ -57,7 +57,11 @@ def profiled_table(system, *, what: str, device: str, precision: str, new_tokens
 
 def main(argv: list[str] | None = None) -> str:
     # 1. Arguments
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="multimodal-gpt benchmark profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--systems", required=True, help=f"Comma-separated, among: {', '.join(SYSTEM_NAMES)}.")
     parser.add_argument("--what", choices=["train", "generation"], default="train")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
