@@ -123,3 +123,22 @@ def test_a_training_run_saves_its_decoding_settings(parts, tmp_path):
     model.save_pretrained(tmp_path)
     saved = GenerationConfig.from_pretrained(tmp_path)
     assert (saved.max_new_tokens, saved.num_beams) == (7, 3)
+
+
+def test_a_file_of_decoding_settings_keeps_the_models_special_tokens(parts, tmp_path):
+    from transformers import GenerationConfig
+
+    from multimodal_gpt.training.arguments import DataArguments
+    from multimodal_gpt.training.run import set_generation_config
+
+    model = MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"])
+    model.generation_config.eos_token_id, model.generation_config.pad_token_id = 5, 6
+    GenerationConfig(num_beams=4, length_penalty=0.0).save_pretrained(tmp_path)  # no token ids in the file
+    config = set_generation_config(
+        model, DataArguments(task="captioning"), generation_config=str(tmp_path / "generation_config.json")
+    )
+    assert (config.num_beams, config.length_penalty) == (4, 0.0)
+    assert (config.eos_token_id, config.pad_token_id) == (5, 6)  # else generation would never stop at the end
+    GenerationConfig(eos_token_id=7).save_pretrained(tmp_path)  # a token id the file sets is the file's
+    given = set_generation_config(model, DataArguments(task="captioning"), generation_config=str(tmp_path))
+    assert given.eos_token_id == 7

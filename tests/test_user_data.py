@@ -15,7 +15,9 @@ import pytest
 import soundfile
 from datasets.packaged_modules.parquet.parquet import Parquet
 from PIL import Image
+from transformers import GenerationConfig
 
+from multimodal_gpt import MultimodalGPTForConditionalGeneration
 from multimodal_gpt.data.sources import load_task_data
 from multimodal_gpt.training import DataArguments
 from multimodal_gpt.training.cli import evaluate_main, train_main
@@ -282,6 +284,26 @@ def test_evaluate_a_folder_that_holds_only_a_test_split(checkpoint, tmp_path, ta
     assert metrics[f"{split}_samples"] == len(references) and metrics[f"{split}_skipped_rows"] == 0
     lines = predictions(tmp_path / f"scores_predictions_{split}.jsonl")
     assert [line["references"] for line in lines] == references
+
+
+def test_evaluate_decodes_with_a_given_generation_config(checkpoint, tmp_path, monkeypatch):
+    GenerationConfig(num_beams=2, length_penalty=0.0, max_new_tokens=2).save_pretrained(tmp_path / "decoding")
+    used = []
+    generate = MultimodalGPTForConditionalGeneration.generate
+
+    def recording_generate(model, *args, **kwargs):
+        used.append(model.generation_config)
+        return generate(model, *args, **kwargs)
+
+    monkeypatch.setattr(MultimodalGPTForConditionalGeneration, "generate", recording_generate)
+    write_translation_jsonl(tmp_path / "test.jsonl")
+    evaluate_main(["--model_name_or_path", str(checkpoint), "--output_file", str(tmp_path / "scores.json"),
+                   "--task", "translation", "--test_file", str(tmp_path / "test.jsonl"), "--eval_split_name", "test",
+                   "--generation_config", str(tmp_path / "decoding")])  # fmt: skip
+    settings = {(config.num_beams, config.length_penalty, config.max_new_tokens) for config in used}
+    assert settings == {(2, 0.0, 2)}
+    saved = GenerationConfig.from_pretrained(checkpoint)
+    assert {config.eos_token_id for config in used} == {saved.eos_token_id} and saved.eos_token_id is not None
 
 
 def test_evaluate_a_stream(checkpoint, tmp_path):

@@ -38,6 +38,14 @@ class EvaluationArguments:
         },
     )
     batch_size: int = field(default=16, metadata={"help": "Generation batch size."})
+    generation_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "Decode with this generation setting instead of the checkpoint's: a generation_config.json file "
+            "(num_beams, length_penalty, no_repeat_ngram_size...), a folder holding one, or a Hub id; special token "
+            "ids it leaves unset are the checkpoint's, and --max_new_tokens and --num_beams still win."
+        },
+    )
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu or cuda."})
 
 
@@ -57,13 +65,13 @@ def evaluate_checkpoint(evaluation_args: EvaluationArguments, data_args: DataArg
         raise ValueError(f"--task must be one of {list(GENERATION_TASKS)} to evaluate, got {data_args.task!r}.")
 
     # 2. The evaluation splits only (no training split is needed), then the model, its processor and the one
-    # generation setting (the flags over the checkpoint's generation_config)
+    # generation setting (--generation_config and the flags over the checkpoint's generation_config)
     data = load_task_data(data_args, train=False)
     logger.info("Data from %s: %s", data.source, data.sizes())
     model = MultimodalGPTForConditionalGeneration.from_pretrained(evaluation_args.model_name_or_path)
     processor = AutoProcessor.from_pretrained(evaluation_args.model_name_or_path)
     processor.tokenizer.padding_side = "left"
-    set_generation_config(model, data_args)
+    set_generation_config(model, data_args, generation_config=evaluation_args.generation_config)
     check_generation_arguments(data_args, model.config)
 
     # 3. Predict every split with the Trainer (generation, prompts stripped, the task's metrics and the loss); one

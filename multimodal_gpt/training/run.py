@@ -297,22 +297,29 @@ def _evaluated_splits(data: TaskData, data_args: DataArguments) -> dict[str, Any
 
 
 def set_generation_config(
-    model: torch.nn.Module, data_args: DataArguments, training_args: TrainingArguments | None = None
+    model: torch.nn.Module,
+    data_args: DataArguments,
+    training_args: TrainingArguments | None = None,
+    generation_config: str | None = None,
 ) -> GenerationConfig:
     """The one generation setting of evaluation, made the model's `generation_config` (saved with it, so that a bare
     `generate()` and the pipelines decode the trained model as its evaluation did), and written back to every flag
     that names it, so that all read the same values.
 
     The settings, later ones winning: the model's `generation_config`, or `--generation_config` (a file, a folder
-    or a Hub id); then `--max_new_tokens` (or its synonym `--generation_max_length`: for this decoder-only model
-    both count the new tokens only) and `--num_beams` (or `--generation_num_beams`). Unset: 48 new tokens, greedy.
+    or a Hub id: training's, or `generation_config` for `multimodal-gpt evaluate`), whose unset special token ids
+    are the model's (so that a file of decoding settings alone still stops at the end of text); then
+    `--max_new_tokens` (or its synonym `--generation_max_length`: for this decoder-only model both count the new
+    tokens only) and `--num_beams` (or `--generation_num_beams`). Unset: 48 new tokens, greedy.
 
     Raises:
         `ValueError`: a flag and its synonym given different values.
     """
     max_new_tokens, num_beams = given_generation_flags(data_args, training_args)
-    given = getattr(training_args, "generation_config", None)
-    config = copy.deepcopy(model.generation_config) if given is None else Seq2SeqTrainer.load_generation_config(given)
+    given = generation_config or getattr(training_args, "generation_config", None)
+    config = copy.deepcopy(model.generation_config)
+    if given is not None:
+        config = _with_special_tokens(Seq2SeqTrainer.load_generation_config(given), model.generation_config)
     config.max_new_tokens = _first_set(max_new_tokens, config.max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
     config.num_beams = _first_set(num_beams, config.num_beams, 1)
     data_args.max_new_tokens, data_args.num_beams = config.max_new_tokens, config.num_beams
@@ -321,6 +328,14 @@ def set_generation_config(
         training_args.generation_num_beams = config.num_beams
         training_args.generation_config = config
     model.generation_config = config
+    return config
+
+
+def _with_special_tokens(config: GenerationConfig, model_config: GenerationConfig) -> GenerationConfig:
+    """`config` with the special token ids it leaves unset taken from the model's generation config."""
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+        if getattr(config, name, None) is None:
+            setattr(config, name, getattr(model_config, name, None))
     return config
 
 
