@@ -295,6 +295,19 @@ def test_the_loss_curve_plot_draws_the_validation_metric_on_a_second_axis(tmp_pa
     assert plot_training_curves(history, tmp_path / "curve.png").is_file()
 
 
+def test_the_loss_curve_plot_draws_the_reward_of_self_critical_training_on_a_third_axis():
+    history = [
+        {"step": 10, "loss": -0.02, "reward": 0.1},
+        {"step": 20, "loss": -0.01, "reward": 0.2},
+        {"step": 20, "eval_cider": 0.23},
+    ]
+    axes = draw_training_curves(history, "captioning").get_axes()
+    assert [axis.get_ylabel() for axis in axes] == ["loss", "validation cider", "train reward"]
+    (line,) = axes[2].get_lines()
+    assert list(line.get_xdata()) == [10, 20] and list(line.get_ydata()) == [0.1, 0.2]
+    assert len(draw_training_curves(history[:2]).get_axes()) == 2  # no metric logged: the losses and the reward
+
+
 def test_evaluation_batches_are_never_augmented(tmp_path):
     from multimodal_gpt.data.augment import Augmentation
     from multimodal_gpt.data.collators import CaptioningCollator

@@ -547,6 +547,20 @@ def training_texts(dataset: AnyDataset, task: Task, *, limit: int | None = None)
     return targets + sources
 
 
+def training_references(dataset: AnyDataset, task: Task, *, limit: int | None = None) -> list[list[str]]:
+    """The references of each row of a training split (stripped; rows without any left out): the corpus whose
+    document frequencies weigh a self-critical captioning reward. A stream is read for its first `limit` rows
+    (default 100,000)."""
+    if isinstance(dataset, IterableDataset) and limit is None:
+        limit = STREAMING_TOKENIZER_ROWS
+    references = []
+    for row in _head(dataset.select_columns(list(task.text_columns)), limit):
+        row_references = [text.strip() for text in task.target_texts(row) if text.strip()]
+        if row_references:
+            references.append(row_references)
+    return references
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # `datasets` features
 # ---------------------------------------------------------------------------------------------------------------
@@ -599,6 +613,7 @@ __all__ = [
     "builtin_splits",
     "load_task_data",
     "task_for",
+    "training_references",
     "training_texts",
     "undecoded_media_columns",
 ]

@@ -130,6 +130,25 @@ class ModelArguments:
             "then everything trains (0: off). Unlike --train_only_fusion, which freezes them for the whole run."
         },
     )
+    self_critical_samples: int = field(
+        default=0,
+        metadata={
+            "help": "Self-critical sequence training (SCST) instead of the teacher-forced loss, to finetune a trained "
+            "model (--model_name_or_path) on its task's metric: each step samples this many outputs per training row "
+            "and trains towards those whose reward beats the mean of the row's other samples (captioning: CIDEr-D, "
+            "document frequencies from the training references; translation, mmt: sentence BLEU; asr: 1 - WER). "
+            "0: off; else at least 2. A step costs about as much as a teacher-forced step on this many times the "
+            "rows. See multimodal_gpt/training/self_critical.py."
+        },
+    )
+    self_critical_cross_entropy_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "With --self_critical_samples: add the teacher-forced loss of the same rows (their reference, "
+            "with the run's augmentation and label smoothing) with this weight (the mixed objective; 0: the "
+            "self-critical loss alone)."
+        },
+    )
     average_checkpoints: int = field(
         default=0,
         metadata={

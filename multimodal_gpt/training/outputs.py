@@ -15,8 +15,9 @@ CURVE_METRICS = ("wer", "bleu", "cider")
 
 def plot_training_curves(log_history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path | None:
     """Training and evaluation loss against the step, as a PNG, with the validation metric of the task (`eval_wer`,
-    `eval_bleu` or `eval_cider`, when a periodic generation-based evaluation logged it) on a second axis. `None`
-    (nothing drawn) when the history has no loss."""
+    `eval_bleu` or `eval_cider`, when a periodic generation-based evaluation logged it) on a second axis, and the
+    mean reward of self-critical training's samples (`reward`) on a third. `None` (nothing drawn) when the history
+    has no loss."""
     figure = draw_training_curves(log_history, title)
     if figure is None:
         return None
@@ -53,6 +54,15 @@ def draw_training_curves(log_history: list[dict[str, Any]], title: str = "") -> 
         metric_axis.plot(*zip(*points), color="tab:green", marker="s", linestyle="--", label=f"validation {metric}")
         metric_axis.set_ylabel(f"validation {metric}")
         more_handles, more_labels = metric_axis.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    rewards = [(entry["step"], entry["reward"]) for entry in log_history if "reward" in entry]
+    if rewards:  # self-critical training: the mean reward of the samples, on an axis of its own
+        reward_axis = axis.twinx()
+        if points:
+            reward_axis.spines["right"].set_position(("axes", 1.15))
+        reward_axis.plot(*zip(*rewards), color="tab:red", linestyle=":", label="train reward (samples)")
+        reward_axis.set_ylabel("train reward")
+        more_handles, more_labels = reward_axis.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels
     axis.legend(handles, labels, loc="upper right")
     figure.tight_layout()

@@ -22,7 +22,7 @@ from ..configuration_multimodal_gpt import add_multimodal_tokens
 from ..data.augment import augmentation_from_arguments
 from ..data.collators import COLLATORS, EpochCallback
 from ..data.feature_cache import cache_media_features
-from ..data.sources import AnyDataset, TaskData, load_task_data, training_texts
+from ..data.sources import AnyDataset, TaskData, load_task_data, training_references, training_texts
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
 from .arguments import (
     DEFAULT_MAX_NEW_TOKENS,
@@ -51,6 +51,7 @@ from .outputs import metric_prefix, plot_training_curves, write_predictions
 from .presets import build_model_and_processor
 from .recipes import check_training_options, media_loss_weight, module_learning_rates, write_recipe_record
 from .run_card import run_card_kwargs
+from .self_critical import SelfCritical, check_self_critical_arguments, task_reward
 from .trainer import MultimodalTrainer
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     check_data_arguments(data_args, training=True)
     check_model_arguments(model_args, data_args)
     check_training_options(model_args, training_args)
+    check_self_critical_arguments(model_args, data_args, training_args)
     given_generation_flags(data_args, training_args)
     training_args.remove_unused_columns = False  # the collators read the raw media columns
     if training_args.ddp_find_unused_parameters is None:
@@ -247,6 +249,34 @@ def build_trainer(
         callbacks=[EpochCallback(collator)] + ([StagedTrainingCallback(staged)] if staged else []),
         generation_collator=generation_collator,
         module_learning_rates=module_learning_rates(model_args) if model_args is not None else None,
+        self_critical=self_critical(model_args, data, data_args, collator, prompt_room),
+    )
+
+
+def self_critical(
+    model_args: ModelArguments | None,
+    data: TaskData,
+    data_args: DataArguments,
+    training_collator: Any,
+    prompt_room: int,
+) -> SelfCritical | None:
+    """`--self_critical_samples`: its collator of prompts and references (one of its own, whose stats count the
+    training rows), the task's reward, weighed for captioning by the training references, and the training collator
+    for `--self_critical_cross_entropy_weight`."""
+    if model_args is None or not model_args.self_critical_samples or data.train is None:
+        return None
+    task = data.task
+    collator = COLLATORS[data_args.task](
+        processor=training_collator.processor, task=task, max_length=prompt_room, for_generation=True
+    )
+    training_corpus = training_references(data.train, task) if task.name == "captioning" else ()
+    return SelfCritical(
+        collator=collator,
+        reward=task_reward(task, training_corpus),
+        samples=model_args.self_critical_samples,
+        max_new_tokens=data_args.max_new_tokens,
+        teacher_forced_collator=training_collator,
+        cross_entropy_weight=model_args.self_critical_cross_entropy_weight,
     )
 
 
@@ -269,7 +299,8 @@ def train(
     train_metrics = dict(train_result.metrics, world_size=training_args.world_size)
     if isinstance(data.train, Sized):
         train_metrics["train_samples"] = len(data.train)
-    train_metrics.update({f"collator_{k}": v for k, v in vars(trainer.data_collator.stats).items()})
+    collator = trainer.self_critical.collator if trainer.self_critical is not None else trainer.data_collator
+    train_metrics.update({f"collator_{k}": v for k, v in vars(collator.stats).items()})
     trainer.log_metrics("train", train_metrics)
     trainer.save_metrics("train", train_metrics)
     trainer.save_state()

@@ -134,6 +134,13 @@ def evaluation_history(log_history: list[dict[str, Any]]) -> list[dict[str, Any]
     return lines or []
 
 
+def self_critical_objective(samples: int) -> str | None:
+    """The card's line for `--self_critical_samples` (none for the teacher-forced loss)."""
+    if not samples:
+        return None
+    return f"self-critical sequence training: {samples} samples per row, rewarded by the task's metric"
+
+
 def run_card_kwargs(
     model_args: Any, data_args: Any, trainer: Any, *, task: str, results: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -154,6 +161,7 @@ def run_card_kwargs(
         or f"a new model, preset `{model_args.preset or DEFAULT_PRESET}`",
         "frozen": ", ".join(frozen) or "nothing",
         "LoRA": f"rank {model_args.lora_r}, alpha {model_args.lora_alpha}" if model_args.lora_r else None,
+        "objective": self_critical_objective(model_args.self_critical_samples),
         "steps": trainer.state.global_step,
         "training samples": results.get("train_samples"),
         "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",

@@ -43,6 +43,7 @@ from .predictions import (
     decode_generated,
     first_of_each_row,
 )
+from .self_critical import TEACHER_FORCED, SelfCritical
 
 logger = logging.getLogger(__name__)
 # What the output folder gets instead of the Trainer's pickled `training_args.bin` (checkpoints keep the pickle)
@@ -101,6 +102,11 @@ class MultimodalTrainer(Trainer):
     module its own learning rate (see `multimodal_gpt.training.optimization`); `--label_smoothing_factor` smooths the
     model's own loss (`config.label_smoothing`), since the `Trainer`'s label smoother needs logits that a training
     step with `labelled_logits_only` does not compute.
+
+    Self-critical training (`self_critical`, see `multimodal_gpt.training.self_critical`): the training batches come
+    from it (prompts and every reference of each row, and the training collator's batch of the same rows for a
+    mixed objective), and the loss is that of sampled outputs rewarded against the references, instead of (or, mixed,
+    beside) the teacher-forced cross-entropy; the mean reward is logged as `reward`.
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class MultimodalTrainer(Trainer):
         generation_collator: TaskCollator | None = None,
         generation_kwargs: dict[str, Any] | None = None,
         module_learning_rates: dict[str, float | None] | None = None,
+        self_critical: SelfCritical | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -118,6 +125,7 @@ class MultimodalTrainer(Trainer):
         if generation_collator is not None and not generation_collator.for_generation:
             raise ValueError("generation_collator must be built with for_generation=True.")
         self.module_learning_rates = module_learning_rates or {}
+        self.self_critical = self_critical
         self._smooth_labels_in_the_model()
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
@@ -417,14 +425,43 @@ class MultimodalTrainer(Trainer):
         dataloader_key: str | None = None,
     ) -> Any:
         """The `Trainer`'s loaders; those of evaluation and prediction collate without the training collator's
-        augmentation (a copy without it), so that the evaluation loss sees the media as they are."""
+        augmentation (a copy without it), so that the evaluation loss sees the media as they are; under
+        self-critical training, the training loader collates its prompts."""
         collator = self.data_collator
         if not is_training:
             self.data_collator = unaugmented(collator)
+        elif self.self_critical is not None:  # prompts to sample from, with every reference of each row
+            self.data_collator = self.self_critical
         try:
             return super()._get_dataloader(dataset, description, batch_size, sampler_fn, is_training, dataloader_key)
         finally:
             self.data_collator = collator
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        """The `Trainer`'s loss, or under self-critical training (a batch of prompts and references) its loss, plus
+        the weighted teacher-forced loss of the same rows when the batch holds it."""
+        if self.self_critical is None or "references" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        loss = self.self_critical.loss(model, self._generating_model(), inputs)
+        if TEACHER_FORCED in inputs:
+            teacher_forced = super().compute_loss(model, inputs[TEACHER_FORCED])
+            loss = loss + self.self_critical.cross_entropy_weight * teacher_forced
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """The `Trainer`'s log, with the mean reward of the samples since the last one under self-critical
+        training."""
+        if self.self_critical is not None and self.self_critical.rewards and "loss" in logs:
+            rewards = self.self_critical.rewards
+            logs["reward"] = round(sum(rewards) / len(rewards), 4)
+            rewards.clear()
+        super().log(logs, start_time)
 
     def _smooth_labels_in_the_model(self) -> None:
         """`--label_smoothing_factor` becomes the model's `config.label_smoothing` (0 included, so that a checkpoint

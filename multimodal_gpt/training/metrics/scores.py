@@ -10,7 +10,7 @@ tokenizer. The `evaluate` modules in the sibling folders (`wer/wer.py`, `cer/cer
 | `word_error_rate`, `character_error_rate` | asr | fraction, 0 is perfect (can exceed 1) | `normalize_transcript` |
 | `corpus_bleu`, `corpus_chrf` | translation, mmt | 0-100 | sacrebleu defaults (13a tokeniser, case-sensitive) |
 | `bleu4` | captioning | 0-100 (coco-caption's 0-1 value x 100) | `normalize_transcript`, whitespace split |
-| `cider` | captioning | coco-caption's CIDEr-D (x10 scale) | `normalize_transcript`, whitespace split |
+| `cider`, `CiderD` (single captions, another corpus's document frequencies) | captioning | coco-caption's CIDEr-D (x10 scale) | `normalize_transcript`, whitespace split |
 """
 
 import math
@@ -310,6 +310,46 @@ def _cider_similarity(hypothesis: _TfIdf, reference: _TfIdf, sigma: float) -> fl
     return length_penalty * sum(similarities) / _CAPTION_MAX_ORDER
 
 
+class CiderD:
+    """CIDEr-D scores of single captions, with the document frequencies of a fixed corpus of references: what
+    self-critical training rewards (the training split's references, as coco-caption's `CiderD(df="coco-train")`),
+    and what [`cider`] averages (the evaluated split's own references).
+
+    Args:
+        references_list (`Sequence[Sequence[str]]`): the reference captions of each image of the corpus whose document
+            frequencies count (an n-gram counts once per image); at least two images, else every idf is 0.
+        sigma (`float`, *optional*, defaults to 6.0): standard deviation of the length penalty, in tokens.
+    """
+
+    def __init__(self, references_list: Sequence[Sequence[str]], *, sigma: float = 6.0):
+        references_list = _multi_references(references_list, "references_list")
+        self.document_frequency = Counter(
+            ngram
+            for references in references_list
+            for ngram in set().union(*(_ngram_counts(_caption_tokens(reference)) for reference in references))
+        )
+        self.log_num_images = math.log(max(len(references_list), 1))
+        self.sigma = sigma
+
+    def scores(self, predictions: Sequence[str], references_list: Sequence[Sequence[str]]) -> list[float]:
+        """The CIDEr-D of each prediction against its own references (coco-caption scale: x10), with this corpus's
+        document frequencies."""
+        check_predictions(predictions, references_list, "references_list")
+        references_list = _multi_references(references_list, "references_list")
+        return [self._score(prediction, references) for prediction, references in zip(predictions, references_list)]
+
+    def _score(self, prediction: str, references: Sequence[str]) -> float:
+        hypothesis = self._vectors(_ngram_counts(_caption_tokens(prediction)))
+        similarities = [
+            _cider_similarity(hypothesis, self._vectors(_ngram_counts(_caption_tokens(reference))), self.sigma)
+            for reference in references
+        ]
+        return 10.0 * sum(similarities) / len(similarities)
+
+    def _vectors(self, counts: Counter[tuple[str, ...]]) -> _TfIdf:
+        return _tfidf_vectors(counts, self.document_frequency, self.log_num_images)
+
+
 def cider(predictions: Sequence[str], references_list: Sequence[Sequence[str]], *, sigma: float = 6.0) -> float:
     """CIDEr-D as computed by coco-caption's `Cider` scorer (pycocoevalcap `CiderScorer`), reimplemented in Python.
 
@@ -319,7 +359,8 @@ def cider(predictions: Sequence[str], references_list: Sequence[Sequence[str]], 
     `sum_g min(h_g, r_g) * r_g / (|h| |r|)`, times the Gaussian length penalty `exp(-delta^2 / (2 sigma^2))`; the
     image's score is 10 x its mean over references, and the corpus score the mean over images. Because the idf comes
     from the evaluated corpus, the score depends on the whole set: a single image always scores 0 (log 1 = 0), and an
-    n-gram found in the references of every image carries no weight.
+    n-gram found in the references of every image carries no weight. [`CiderD`] scores single captions against
+    another corpus's document frequencies.
 
     Args:
         predictions (`Sequence[str]`): one caption per image.
@@ -330,27 +371,12 @@ def cider(predictions: Sequence[str], references_list: Sequence[Sequence[str]], 
         `float`: the corpus CIDEr-D (coco-caption scale: x10, so a perfect 4-gram match of every reference gives 10).
     """
     check_predictions(predictions, references_list, "references_list")
-    references_list = _multi_references(references_list, "references_list")
-    prediction_counts = [_ngram_counts(_caption_tokens(prediction)) for prediction in predictions]
-    reference_counts = [
-        [_ngram_counts(_caption_tokens(reference)) for reference in references] for references in references_list
-    ]
-    document_frequency = Counter(
-        ngram for image_references in reference_counts for ngram in set().union(*image_references)
-    )
-    log_num_images = math.log(len(predictions))
-    image_scores = []
-    for counts, image_references in zip(prediction_counts, reference_counts):
-        hypothesis = _tfidf_vectors(counts, document_frequency, log_num_images)
-        similarities = [
-            _cider_similarity(hypothesis, _tfidf_vectors(reference, document_frequency, log_num_images), sigma)
-            for reference in image_references
-        ]
-        image_scores.append(10.0 * sum(similarities) / len(similarities))
-    return sum(image_scores) / len(image_scores)
+    scores = CiderD(references_list, sigma=sigma).scores(predictions, references_list)
+    return sum(scores) / len(scores)
 
 
 __all__ = [
+    "CiderD",
     "bleu4",
     "character_error_rate",
     "check_predictions",
