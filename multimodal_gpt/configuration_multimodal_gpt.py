@@ -261,6 +261,15 @@ class MultimodalGPTConfig(PreTrainedConfig):
             )
 
     def _check_towers(self) -> None:
+        vision = self.vision_config
+        if vision is not None and not is_patch_sequence_tower(vision):
+            raise ValueError(
+                f"Cannot use '{vision.model_type}' as the vision tower: the towers supported are plain patch-based "
+                "transformers, whose config has `patch_size`, `image_size` and `hidden_size` and whose output is one "
+                "feature per patch (ViT, CLIP, SigLIP, DINOv2, ...). Convolutional and hierarchical towers (ResNet, "
+                "ConvNeXt, Swin, ...) downsample in stages and give feature maps, which this model does not count or "
+                "turn into image tokens."
+            )
         for modality, token in (("vision", "image"), ("audio", "audio")):
             if self.modality_config(modality) is not None and getattr(self, f"{token}_token_id") is None:
                 raise ValueError(
@@ -369,6 +378,13 @@ class MultimodalGPTConfig(PreTrainedConfig):
         if self.audio_config is None:
             raise ValueError("This model has no audio tower, so audio cannot be given.")
         return count_audio_tokens(self.media_token_spec()["audio"], input_length)
+
+
+def is_patch_sequence_tower(vision_config: PreTrainedConfig) -> bool:
+    """Whether a vision tower gives one feature per `patch_size` patch of its input, in order (ViT-style): a
+    `patch_size`, `image_size` and `hidden_size`, and no stages (`depths`, `hidden_sizes`) that downsample."""
+    patch_sequence = all(hasattr(vision_config, name) for name in ("patch_size", "image_size", "hidden_size"))
+    return patch_sequence and not any(hasattr(vision_config, name) for name in ("depths", "hidden_sizes"))
 
 
 def audio_tower_convolutions(audio_config: PreTrainedConfig) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""The encoder towers: any Transformers vision or audio encoder, built from its config or loaded pretrained.
+"""The encoder towers: any patch-based Transformers vision encoder (ViT-style: see
+`configuration_multimodal_gpt.is_patch_sequence_tower`) or audio encoder, built from its config or loaded pretrained.
 
 This is a "Hub file": it imports only torch, transformers and the standard library.
 """

@@ -82,3 +82,12 @@ def test_any_vision_config_type_is_accepted():
         assert config.vision_config.model_type == {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}.get(
             kind, kind
         )
+
+
+@pytest.mark.parametrize("kind", ["resnet", "convnext", "swin"])
+def test_a_convolutional_or_hierarchical_vision_tower_is_refused_with_what_is_supported(kind):
+    from transformers import CONFIG_MAPPING
+
+    tower = CONFIG_MAPPING[kind](depths=[1, 1], **({"embed_dim": 8} if kind == "swin" else {"hidden_sizes": [8, 16]}))
+    with pytest.raises(ValueError, match=f"Cannot use '{kind}' as the vision tower: the towers supported are plain"):
+        MultimodalGPTConfig(text_config=text_config(), vision_config=tower, image_token_id=97)

@@ -10,7 +10,7 @@ tokenizer. The `evaluate` modules in the sibling folders (`wer/wer.py`, `cer/cer
 | `word_error_rate`, `character_error_rate` | asr | fraction, 0 is perfect (can exceed 1) | `normalize_transcript` |
 | `corpus_bleu`, `corpus_chrf` | translation, mmt | 0-100 | sacrebleu defaults (13a tokeniser, case-sensitive) |
 | `bleu4` | captioning | 0-100 (coco-caption's 0-1 value x 100) | `normalize_transcript`, whitespace split |
-| `cider`, `CiderD` (single captions, another corpus's document frequencies) | captioning | coco-caption's CIDEr-D (x10 scale) | `normalize_transcript`, whitespace split |
+| `cider`, `CiderD` | captioning | coco-caption's CIDEr-D (x10) | `normalize_transcript`, whitespace split |
 """
 
 import math
