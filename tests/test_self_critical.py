@@ -303,6 +303,7 @@ def test_self_critical_training_starts_from_a_checkpoint():
         (["--image_crop_scale", "0.6"], "drop --image_crop_scale"),
         (["--label_smoothing_factor", "0.1"], "drop --label_smoothing_factor"),
         (["--media_loss_weight", "0.5"], "drop --media_loss_weight"),
+        (["--media_loss_weight", "vision=0,audio=0.5"], "drop --media_loss_weight"),
         (["--packing"], "drop --packing"),
     ],
 )
@@ -314,6 +315,9 @@ def test_flags_self_critical_training_would_ignore_are_refused(arguments, messag
 
 def test_the_flag_is_off_by_default():
     check_self_critical_arguments(*parsed("--task", "captioning", "--label_smoothing_factor", "0.1"))
+    given = ["--task", "captioning", "--model_name_or_path", "c", "--self_critical_samples", "3"]
+    for weight in ("0", "0.00", "vision=0"):  # the finetuning recipes' 0, which drops a checkpoint's media heads
+        check_self_critical_arguments(*parsed(*given, "--media_loss_weight", weight))
     with pytest.raises(ValueError, match="give both"):
         check_self_critical_arguments(*parsed("--task", "captioning", "--self_critical_cross_entropy_weight", "0.1"))
 

@@ -37,6 +37,7 @@ from transformers import BatchFeature, GenerationConfig
 from ..data.collators import NoUsableRowsError, TaskCollator
 from ..data.tasks import Task
 from .metrics.scores import CiderD, word_error_rate
+from .recipes import media_loss_weight
 
 # The keys of a generation batch that describe its rows; the rest are the model's inputs.
 _ROW_KEYS = ("references", "row_indices", "skipped_rows")
@@ -150,7 +151,8 @@ def check_self_critical_arguments(model_args: Any, data_args: Any, training_args
     ignored = [f"--{name}" for name in IGNORED_FLAGS if getattr(data_args, name, None) not in (None, False)]
     if training_args.label_smoothing_factor:
         ignored.append("--label_smoothing_factor")
-    if model_args.media_loss_weight not in (None, "0", "0.0"):
+    weights = media_loss_weight(model_args)
+    if any(weights.values()) if isinstance(weights, dict) else bool(weights):
         ignored.append("--media_loss_weight")
     if ignored:
         raise ValueError(
