@@ -313,7 +313,7 @@ def test_flags_self_critical_training_would_ignore_are_refused(arguments, messag
         check_self_critical_arguments(*parsed(*given))
 
 
-def test_the_flag_is_off_by_default():
+def test_the_flag_is_off_by_default_and_a_zero_media_loss_weight_passes():
     check_self_critical_arguments(*parsed("--task", "captioning", "--label_smoothing_factor", "0.1"))
     given = ["--task", "captioning", "--model_name_or_path", "c", "--self_critical_samples", "3"]
     for weight in ("0", "0.00", "vision=0"):  # the finetuning recipes' 0, which drops a checkpoint's media heads

@@ -137,8 +137,8 @@ class ModelArguments:
             "model (--model_name_or_path) on its task's metric: each step samples this many outputs per training row "
             "and trains towards those whose reward beats the mean of the row's other samples (captioning: CIDEr-D, "
             "document frequencies from the training references; translation, mmt: sentence BLEU; asr: 1 - WER). "
-            "0: off; else at least 2. A step costs about as much as a teacher-forced step on this many times the "
-            "rows. See multimodal_gpt/training/self_critical.py."
+            "0: off; else at least 2. Each step generates and scores this many outputs per row. See "
+            "multimodal_gpt/training/self_critical.py."
         },
     )
     self_critical_cross_entropy_weight: float = field(

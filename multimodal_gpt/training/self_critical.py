@@ -39,10 +39,10 @@ from ..data.tasks import Task
 from .metrics.scores import CiderD, word_error_rate
 from .recipes import media_loss_weight
 
-# The keys of a generation batch that describe its rows; the rest are the model's inputs.
-_ROW_KEYS = ("references", "row_indices", "skipped_rows")
 # Where a training batch holds the teacher-forced batch of the same rows (`cross_entropy_weight` above 0).
 TEACHER_FORCED = "teacher_forced"
+# The keys of a training batch that are not the model's inputs: its rows' references and positions, that batch.
+_NOT_MODEL_INPUTS = ("references", "row_indices", "skipped_rows", TEACHER_FORCED)
 
 Reward = Callable[[Sequence[str], Sequence[Sequence[str]]], list[float]]
 REWARDED_TASKS = ("captioning", "translation", "mmt", "asr")
@@ -219,8 +219,7 @@ class SelfCritical:
             reasons = "; ".join(sorted(set(batch.get("skipped_rows", {}).values()))[:3])
             raise NoUsableRowsError(f"No row of the training batch could be used: {reasons}")
         references = batch["references"]
-        inputs = {key: value for key, value in batch.items() if key not in _ROW_KEYS and value is not None}
-        inputs.pop(TEACHER_FORCED, None)
+        inputs = {key: value for key, value in batch.items() if key not in _NOT_MODEL_INPUTS and value is not None}
         input_ids, inputs = generator._expand_inputs_for_generation(
             expand_size=self.samples, input_ids=inputs.pop("input_ids"), **inputs
         )
