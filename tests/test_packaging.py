@@ -31,12 +31,33 @@ def test_license_file_is_the_declared_license():
     assert "Apache License" in text and "Version 2.0, January 2004" in text and "END OF TERMS AND CONDITIONS" in text
 
 
+def copy_source_tree(root: Path, destination: Path) -> None:
+    """Copy a checkout without what `.gitignore` names (runs/, outputs/, the virtual environment...) or hidden files.
+
+    A developer's checkout holds gigabytes of training runs under runs/: copying them for every test session filled
+    the disk (pytest keeps the last three sessions' folders)."""
+    ignored = [line.strip().rstrip("/") for line in (root / ".gitignore").read_text().splitlines()]
+    patterns = [pattern for pattern in ignored if pattern and not pattern.startswith("#")]
+    shutil.copytree(root, destination, ignore=shutil.ignore_patterns(".*", *patterns))
+
+
+def test_the_build_copy_leaves_out_what_gitignore_names(tmp_path):
+    root = tmp_path / "checkout"
+    for name in ("multimodal_gpt/__init__.py", "runs/big/model.safetensors", "outputs/x.json", ".venv/bin/python"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x")
+    shutil.copy(ROOT / ".gitignore", root / ".gitignore")
+    copy_source_tree(root, tmp_path / "copy")
+    copied = {path.relative_to(tmp_path / "copy").as_posix() for path in (tmp_path / "copy").rglob("*")}
+    assert copied == {"multimodal_gpt", "multimodal_gpt/__init__.py"}
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """The wheel of this checkout, built as `pip wheel --no-deps --no-build-isolation .` does (offline)."""
     folder = tmp_path_factory.mktemp("wheel")
     source = folder / "source"  # build from a copy: setuptools writes build/ and *.egg-info into the tree
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__"))
+    copy_source_tree(ROOT, source)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder), "."],
         cwd=source,
