@@ -10,7 +10,12 @@ from transformers import PreTrainedConfig
 from transformers.cache_utils import Cache
 from transformers.utils import is_torchdynamo_compiling, torch_compilable_check
 
-from .configuration_multimodal_gpt import INTERPOLATING_VISION_TOWERS, _pair
+from .configuration_multimodal_gpt import (
+    INTERPOLATING_VISION_TOWERS,
+    _pair,
+    convolved_length,
+    vision_tower_convolutions,
+)
 
 
 def check_text_inputs(
@@ -69,7 +74,7 @@ def check_pixel_values(
     pixel_values: torch.Tensor, vision_tower: nn.Module | None, vision_config: PreTrainedConfig | None
 ) -> None:
     """Images of shape (num_images, channels, height, width) at the tower's size (any multiple of the patch for
-    towers that interpolate their position embeddings)."""
+    towers that interpolate their position embeddings, any size that leaves a feature map for convolutional ones)."""
     if vision_tower is None:
         raise ValueError("pixel_values were given, but this model has no vision tower (config.vision_config).")
     if pixel_values.ndim != 4:
@@ -84,6 +89,14 @@ def check_pixel_values(
             "images to RGB (the processor does)."
         )
     size = tuple(pixel_values.shape[-2:])
+    convolutions = vision_tower_convolutions(vision_config)
+    if convolutions is not None:
+        if min(convolved_length(length, convolutions) for length in size) < 1:
+            raise ValueError(
+                f"Images of {size[0]}x{size[1]} pixels are too small for the '{vision_config.model_type}' tower: its "
+                "convolutions leave no feature map. Resize them (the processor does)."
+            )
+        return
     patch = _pair(vision_config.patch_size)
     if vision_config.model_type in INTERPOLATING_VISION_TOWERS:
         if size[0] % patch[0] or size[1] % patch[1]:

@@ -27,6 +27,12 @@ CAUSAL_CAPABLE_TOWERS = {
 }
 # Vision towers that interpolate their position embeddings, so any image size (a multiple of the patch) works.
 INTERPOLATING_VISION_TOWERS = ("dinov2", "dinov2_with_registers", "dinov3_vit")
+# Convolutional vision towers: a feature map (channels, height, width) whose positions become the image's features,
+# row by row; any image size works (see `vision_tower_convolutions`).
+CONVOLUTIONAL_VISION_TOWERS = ("resnet", "convnext", "convnextv2")
+# The image size a convolutional tower config without `image_size` (ResNet's has none) gets: ImageNet's, at which
+# Transformers' ResNet and ConvNeXt checkpoints were trained. The processor resizes images to it.
+DEFAULT_CONVOLUTIONAL_IMAGE_SIZE = 224
 
 
 @strict
@@ -39,7 +45,11 @@ class MultimodalGPTConfig(PreTrainedConfig):
         text_config (`GPT2Config` or `dict`, *optional*):
             The GPT-2 decoder. Defaults to GPT-2 small's architecture.
         vision_config (`PreTrainedConfig` or `dict`, *optional*):
-            Any Transformers vision encoder (CLIP / SigLIP vision, ViT, DINOv2, ...). `None`: no vision tower.
+            A Transformers vision encoder: a patch-based transformer (CLIP / SigLIP vision, ViT, DINOv2, ...) or a
+            convolutional network (ResNet, ConvNeXt, ConvNeXt V2), whose last feature map gives one feature per
+            position (a 224 px image through a ResNet: 7 x 7). A convolutional config's `image_size` (default 224; an
+            extra key for ResNet, e.g. `ResNetConfig(image_size=96)`) is the size the processor resizes images to.
+            `None`: no vision tower.
         audio_config (`PreTrainedConfig` or `dict`, *optional*):
             Any Transformers audio encoder (Whisper, whose encoder is used, wav2vec2, HuBERT, ...). `None`: no
             audio tower.
@@ -55,7 +65,8 @@ class MultimodalGPTConfig(PreTrainedConfig):
             Id of the `<audio>` placeholder token. Required with an audio tower.
         vision_feature_layer (`int`, defaults to -1):
             Which hidden state of the vision tower feeds the fusion (-1: the last; LLaVA uses -2 with CLIP). Only
-            patch tokens are used: class and register tokens are dropped.
+            patch tokens are used: class and register tokens are dropped. A convolutional tower's stages differ in
+            resolution and width, so it takes -1 only.
         audio_feature_layer (`int`, defaults to -1):
             Which hidden state of the audio tower feeds the fusion.
         vision_token_merge (`int`, defaults to 1):
@@ -257,18 +268,22 @@ class MultimodalGPTConfig(PreTrainedConfig):
             raise ValueError(
                 f"media_loss_weight > 0 for {modality} needs a tower that a causal attention mask makes causal (else "
                 f"position i has already seen element i+1): {list(CAUSAL_CAPABLE_TOWERS[modality])}, not "
-                f"'{model_type}' (wav2vec2 and HuBERT mix neighbouring frames through a positional convolution)."
+                f"'{model_type}' (convolutional towers, wav2vec2 and HuBERT mix neighbouring positions through their "
+                f"convolutions). Give {modality} a weight of 0: `media_loss_weight={{'{modality}': 0.0, ...}}`, on "
+                f"the command line `--media_loss_weight {modality}=0,...`."
             )
 
     def _check_towers(self) -> None:
         vision = self.vision_config
-        if vision is not None and not is_patch_sequence_tower(vision):
+        if vision is not None and vision.model_type in CONVOLUTIONAL_VISION_TOWERS:
+            self._check_convolutional_tower(vision)
+        elif vision is not None and not is_patch_sequence_tower(vision):
             raise ValueError(
                 f"Cannot use '{vision.model_type}' as the vision tower: the towers supported are plain patch-based "
                 "transformers, whose config has `patch_size`, `image_size` and `hidden_size` and whose output is one "
-                "feature per patch (ViT, CLIP, SigLIP, DINOv2, ...). Convolutional and hierarchical towers (ResNet, "
-                "ConvNeXt, Swin, ...) downsample in stages and give feature maps, which this model does not count or "
-                "turn into image tokens."
+                "feature per patch (ViT, CLIP, SigLIP, DINOv2, ...), and the convolutional networks "
+                f"{list(CONVOLUTIONAL_VISION_TOWERS)}. Hierarchical transformers (Swin, ...) merge patches in stages, "
+                "which this model does not count or turn into image tokens."
             )
         for modality, token in (("vision", "image"), ("audio", "audio")):
             if self.modality_config(modality) is not None and getattr(self, f"{token}_token_id") is None:
@@ -286,6 +301,18 @@ class MultimodalGPTConfig(PreTrainedConfig):
                     f"{name}={token_id} is outside the text vocabulary (size {vocab_size}): set "
                     "text_config.vocab_size to len(tokenizer) after adding the special tokens."
                 )
+
+    def _check_convolutional_tower(self, vision: PreTrainedConfig) -> None:
+        if self.vision_feature_layer != -1:
+            raise ValueError(
+                f"vision_feature_layer={self.vision_feature_layer} with the convolutional tower "
+                f"'{vision.model_type}': its stages differ in resolution and width, so only its last feature map (-1) "
+                "feeds the fusion."
+            )
+        if not hasattr(vision, "image_size"):  # ResNetConfig has no such field: kept as an extra key, and saved
+            vision.image_size = DEFAULT_CONVOLUTIONAL_IMAGE_SIZE
+        if vision.model_type != "resnet" and len(set(_pair(vision.patch_size))) > 1:
+            raise ValueError(f"'{vision.model_type}' towers with a non-square patch_size are not supported.")
 
     def _check_sizes(self) -> None:
         if self.audio_frame_reduction < 1:
@@ -336,14 +363,17 @@ class MultimodalGPTConfig(PreTrainedConfig):
 
     def media_token_spec(self) -> dict[str, dict[str, Any] | None]:
         """What the processor needs to know to expand `<image>` / `<audio>` to the number of tokens this model
-        produces: the fusion per modality, the vision patch size, the audio tower's convolutions and the frame
-        reduction. Plain JSON, saved in `processor_config.json`; `num_image_tokens` / `num_audio_tokens` below and
-        the processor both count through it. A spec saved before `token_merge` existed counts as `token_merge=1`."""
+        produces: the fusion per modality, the vision patch size (or a convolutional tower's convolutions), the
+        audio tower's convolutions and the frame reduction. Plain JSON, saved in `processor_config.json`;
+        `num_image_tokens` / `num_audio_tokens` below and the processor both count through it. A spec saved before
+        `token_merge` existed counts as `token_merge=1`."""
         spec: dict[str, dict[str, Any] | None] = {"image": None, "audio": None}
         if self.vision_config is not None:
+            convolutions = vision_tower_convolutions(self.vision_config)
+            downsampling = {"convolutions": convolutions} if convolutions is not None else None
             spec["image"] = {
                 "fusion": self.fusion["vision"],
-                "patch_size": list(_pair(self.vision_config.patch_size)),
+                **(downsampling or {"patch_size": list(_pair(self.vision_config.patch_size))}),
                 "image_size": list(_pair(self.vision_config.image_size)),
                 "token_merge": self.vision_token_merge,
                 "resampler_num_queries": self.resampler_num_queries,
@@ -387,6 +417,30 @@ def is_patch_sequence_tower(vision_config: PreTrainedConfig) -> bool:
     return patch_sequence and not any(hasattr(vision_config, name) for name in ("depths", "hidden_sizes"))
 
 
+def vision_tower_convolutions(vision_config: PreTrainedConfig) -> list[list[int]] | None:
+    """A convolutional vision tower's downsampling along each image axis, as `[kernel, stride, padding]` per strided
+    convolution or pooling (the same along height and width); `None` for a patch-based tower."""
+    if vision_config.model_type == "resnet":
+        # the stem's 7x7 convolution and 3x3 max-pool, both with stride 2; then the first stage halves only with
+        # `downsample_in_first_stage`, each later one always (a 3x3 convolution with padding 1, or a 1x1 in the
+        # shortcut and with `downsample_in_bottleneck`: the same output size)
+        stages = len(vision_config.depths) - (0 if vision_config.downsample_in_first_stage else 1)
+        return [[7, 2, 3], [3, 2, 1], *[[3, 2, 1]] * stages]
+    if vision_config.model_type in ("convnext", "convnextv2"):
+        # the patchifying stem (kernel = stride = patch_size), then a 2x2 convolution with stride 2 before each stage
+        # but the first
+        patch = _pair(vision_config.patch_size)[0]
+        return [[patch, patch, 0], *[[2, 2, 0]] * (vision_config.num_stages - 1)]
+    return None
+
+
+def tower_feature_width(tower_config: PreTrainedConfig) -> int:
+    """The width of a tower's features: its hidden size, or a convolutional tower's last stage's channels."""
+    if tower_config.model_type in CONVOLUTIONAL_VISION_TOWERS:
+        return tower_config.hidden_sizes[-1]
+    return tower_config.hidden_size
+
+
 def audio_tower_convolutions(audio_config: PreTrainedConfig) -> list[list[int]]:
     """The audio tower's downsampling as `[kernel, stride, padding]` per 1-D convolution over time."""
     if hasattr(audio_config, "conv_kernel"):  # wav2vec2 family: a stack of 1-D convolutions over the waveform
@@ -413,11 +467,14 @@ def convolved_length(input_length: Any, convolutions: list[list[int]]) -> Any:
 
 
 def count_image_features(spec: dict[str, Any], height: int | None = None, width: int | None = None) -> int:
-    """Features one image gives the fusion under `spec`: its patches, `token_merge` x `token_merge` blocks merged
-    (a partial block at the edge counts as one)."""
+    """Features one image gives the fusion under `spec`: its patches (or the positions of a convolutional tower's
+    feature map), `token_merge` x `token_merge` blocks merged (a partial block at the edge counts as one)."""
     height, width = height or spec["image_size"][0], width or spec["image_size"][1]
     merge = spec.get("token_merge", 1)  # absent from processor configs saved before the option existed
-    rows, columns = height // spec["patch_size"][0], width // spec["patch_size"][1]
+    if "convolutions" in spec:
+        rows, columns = (convolved_length(size, spec["convolutions"]) for size in (height, width))
+    else:
+        rows, columns = height // spec["patch_size"][0], width // spec["patch_size"][1]
     return math.ceil(rows / merge) * math.ceil(columns / merge)
 
 
@@ -525,4 +582,6 @@ __all__ = [
     "count_media_tokens",
     "load_text_tokenizer",
     "tower_config",
+    "tower_feature_width",
+    "vision_tower_convolutions",
 ]

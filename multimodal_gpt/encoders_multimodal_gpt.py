@@ -24,7 +24,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .cache_multimodal_gpt import MultimodalGPTCache
 from .checks_multimodal_gpt import check_audio_inputs, check_media_count, check_media_features, check_pixel_values
-from .configuration_multimodal_gpt import _pair
+from .configuration_multimodal_gpt import _pair, tower_feature_width
 from .fusion_multimodal_gpt import MultimodalProjector, PerceiverResampler, media_per_sample, splice_media_tokens
 from .objectives_multimodal_gpt import CAUSAL_ATTENTION_KWARG
 from .outputs_multimodal_gpt import MultimodalGPTMediaOutput
@@ -41,7 +41,7 @@ class MultimodalGPTMediaMixin:
     def fusion_input_width(self, modality: str) -> int:
         """The width of the features the fusion of `modality` takes: the tower's hidden size, times the patches or
         frames that `"stack"` merging concatenates."""
-        width = self.config.modality_config(modality).hidden_size
+        width = tower_feature_width(self.config.modality_config(modality))
         merger = self.vision_token_merger if modality == "vision" else self.audio_frame_reducer
         return merger.output_features(width)
 
@@ -94,9 +94,13 @@ class MultimodalGPTMediaMixin:
             pixel_values = pixel_values.to(self.vision_tower.dtype)
             outputs = self.vision_tower(pixel_values=pixel_values, return_dict=True, **kwargs)
         features = outputs.last_hidden_state if layer == -1 else outputs.hidden_states[layer]
-        patch_size = _pair(self.config.vision_config.patch_size)
-        grid = (pixel_values.shape[-2] // patch_size[0], pixel_values.shape[-1] // patch_size[1])
-        features = features[:, -grid[0] * grid[1] :]  # patch tokens only: class and register tokens come first
+        if features.ndim == 4:  # a convolutional tower's feature map (images, channels, rows, columns)
+            grid = (features.shape[-2], features.shape[-1])
+            features = features.flatten(2).transpose(1, 2)  # one feature per position, row by row
+        else:
+            patch_size = _pair(self.config.vision_config.patch_size)
+            grid = (pixel_values.shape[-2] // patch_size[0], pixel_values.shape[-1] // patch_size[1])
+            features = features[:, -grid[0] * grid[1] :]  # patch tokens only: class and register tokens come first
         return self.vision_token_merger(features, grid), outputs
 
     def _audio_tower_features(
@@ -147,7 +151,7 @@ class MultimodalGPTMediaMixin:
             last_hidden_state=outputs.last_hidden_state if outputs is not None else None,
             pooler_output=tokens,
             hidden_states=outputs.hidden_states if outputs is not None else None,
-            attentions=outputs.attentions if outputs is not None else None,
+            attentions=getattr(outputs, "attentions", None),  # convolutional towers have none
             pooler_output_mask=token_mask,
         )
 

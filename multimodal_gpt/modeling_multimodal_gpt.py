@@ -37,7 +37,7 @@ from .outputs_multimodal_gpt import (
     MultimodalGPTModelOutputWithPast,
 )
 from .pretrained_multimodal_gpt import MultimodalGPTPreTrainedModel
-from .towers_multimodal_gpt import build_tower, load_tower
+from .towers_multimodal_gpt import build_tower, is_trainable, load_tower
 
 
 class MultimodalGPTModel(MultimodalGPTMediaMixin, MultimodalGPTPreTrainedModel):
@@ -94,6 +94,17 @@ class MultimodalGPTModel(MultimodalGPTMediaMixin, MultimodalGPTPreTrainedModel):
 
     def set_input_embeddings(self, value: nn.Module) -> None:
         self.language_model.set_input_embeddings(value)
+
+    def train(self, mode: bool = True) -> "MultimodalGPTModel":
+        """`nn.Module.train`, except that a frozen tower (no trainable parameter) stays in evaluation mode, as
+        BLIP-2 keeps its frozen ViT: its batch norms (a ResNet's) normalise with the running statistics it came with
+        and leave them as they are, and its dropout is off, so a frozen tower gives an image the same features
+        whatever batch it is in (what the media-feature cache assumes)."""
+        super().train(mode)
+        for tower in (self.vision_tower, self.audio_tower):
+            if mode and tower is not None and not is_trainable(tower):
+                tower.eval()
+        return self
 
     # ----- placeholders -----------------------------------------------------------------------------------------
 
@@ -321,11 +332,12 @@ class MultimodalGPTForConditionalGeneration(
 
     def freeze_towers(self, modality: str | None = None) -> None:
         """Freeze the vision and/or audio tower (`modality` "vision", "audio" or None for both). A frozen tower
-        runs without building an autograd graph."""
+        runs without building an autograd graph, in evaluation mode (see `MultimodalGPTModel.train`)."""
         for name in ("vision", "audio") if modality is None else (modality,):
             tower = getattr(self.model, f"{name}_tower")
             if tower is not None:
                 tower.requires_grad_(False)
+        self.model.train(self.model.training)
 
     def freeze_feature_encoder(self) -> None:
         """Freeze the audio tower's convolutional front end, as Transformers' speech examples do by default when they

@@ -85,9 +85,14 @@ def test_loading_keeps_what_the_build_froze(tmp_path, vision, audio):
     assert {f"model.{name}" for name, parameter in base.named_parameters() if not parameter.requires_grad} == frozen
 
 
-def test_local_round_trip_keeps_weights_and_tie(tmp_path):
-    model = tiny_model(fusion="cross_attention")
+@pytest.mark.parametrize("vision", ["clip", "resnet"])
+def test_local_round_trip_keeps_weights_and_tie(tmp_path, vision):
+    model = tiny_model(vision=vision, fusion="cross_attention")
     open_gates(model)
+    with torch.no_grad():  # a ResNet's batch-norm statistics are buffers, not parameters: moved off their defaults
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2)
     model.save_pretrained(tmp_path)
     reloaded = MultimodalGPTForConditionalGeneration.from_pretrained(tmp_path)
     assert reloaded.lm_head.weight is reloaded.model.language_model.wte.weight

@@ -467,3 +467,11 @@ def test_train_push_to_hub_pushes_once_after_evaluation(fake_hub, checkpoint_fro
 def test_push_to_hub_with_a_checkpoint_hub_strategy_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--hub_strategy checkpoint pushes checkpoints during training"):
         train_main(train_args("asr", tmp_path, "--push_to_hub", "--hub_strategy", "checkpoint"))
+
+
+def test_the_card_describes_a_convolutional_tower_by_its_stages():
+    card = render_model_card(tiny_config(vision="resnet", audio=None), task="captioning")
+    row = next(line for line in str(card).splitlines() if line.startswith("| vision tower |"))
+    assert "`resnet` convolutional encoder: 2 stages of [1, 1] blocks, widths [16, 32], 32 px images" in row
+    assert "one feature per 8 px of the last feature map" in row  # 32 px -> 4 x 4 features
+    assert "16 tokens per `<image>`" in str(card)

@@ -54,15 +54,19 @@ def test_with_closed_gates_cross_attention_is_exactly_gpt2_even_with_media():
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize("tower", ["clip", "siglip", "vit"])
+@pytest.mark.parametrize("tower", ["clip", "siglip", "vit", "resnet", "convnext"])
 def test_vision_towers_times_fusions(tower, fusion):
+    """Every tower (patch-based and convolutional) with every fusion: the token count the config promises, and a
+    gradient for every trainable parameter (ConvNeXt's final layer norm, which only its pooled output sees, must be
+    frozen for that)."""
     model = tiny_model(vision=tower, audio=None, fusion=fusion).train()
     open_gates(model)
+    pixel_values = image_input(2, size=model.config.vision_config.image_size)
     count = model.config.num_image_tokens()  # placeholders; cross-attention keeps one marker and attends to patches
     num_features = 16 if fusion == "cross_attention" else count
-    assert model.get_image_features(image_input(2)).pooler_output.shape[:2] == (2, num_features)
+    assert model.get_image_features(pixel_values).pooler_output.shape[:2] == (2, num_features)
     input_ids = torch.tensor([sample(model, "image", count), sample(model, "image", count)])
-    outputs = model(input_ids=input_ids, pixel_values=image_input(2), labels=input_ids)
+    outputs = model(input_ids=input_ids, pixel_values=pixel_values, labels=input_ids)
     outputs.loss.backward()
     assert_every_trainable_parameter_has_a_gradient(model)
 
@@ -187,6 +191,26 @@ def test_frozen_tower_builds_no_graph():
     features = model.get_image_features(image_input(1)).pooler_output
     assert not captured["out"].last_hidden_state.requires_grad  # the tower ran under no_grad
     assert features.requires_grad  # the projector still trains
+
+
+def test_a_frozen_batch_norm_tower_gives_an_image_the_same_features_in_any_batch():
+    """A frozen ResNet in a model in training mode: its batch norms use and keep their running statistics, so an
+    image's features do not depend on the other images of its batch (fails if the frozen tower trains: batch
+    statistics, and running statistics that move)."""
+    model = tiny_model(vision="resnet", audio=None, fusion="mlp")
+    model.freeze_towers("vision")
+    model.train()
+    assert model.training and model.language_model.training and not model.vision_tower.training
+    statistics = {name: buffer.clone() for name, buffer in model.vision_tower.named_buffers()}
+    images = image_input(4, size=32)
+    alone = model.model.encode_images(images[:1])
+    in_a_batch = model.model.encode_images(images)[:1]
+    torch.testing.assert_close(alone, in_a_batch)
+    for name, buffer in model.vision_tower.named_buffers():
+        torch.testing.assert_close(buffer, statistics[name], rtol=0, atol=0, msg=name)
+    model.vision_tower.requires_grad_(True)  # trainable again: the next train() trains it
+    model.train()
+    assert model.vision_tower.training
 
 
 def test_freeze_methods():

@@ -119,6 +119,8 @@ def test_lora_on_towers_hits_their_encoder_layers_not_their_unused_parts():
         lora_config_for(tiny_model(vision=None, audio=None), target="language_model+towers")
     with pytest.raises(ValueError, match="target must be one of"):
         lora_config_for(tiny_model(), target="towers")
+    with pytest.raises(ValueError, match=r"The vision tower \(resnet\) has no linear layers to put LoRA on"):
+        lora_config_for(tiny_model(vision="resnet"), target="language_model+towers")  # not the audio tower's alone
 
 
 def test_train_save_load_merge_and_generate(tmp_path):

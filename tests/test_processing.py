@@ -48,7 +48,10 @@ def media_feature_counts(model, inputs) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
-@pytest.mark.parametrize(("vision", "audio"), [("clip", "wav2vec2"), ("siglip", "hubert"), ("vit", "whisper")])
+@pytest.mark.parametrize(
+    ("vision", "audio"),
+    [("clip", "wav2vec2"), ("siglip", "hubert"), ("vit", "whisper"), ("resnet", "wav2vec2"), ("convnext", "whisper")],
+)
 def test_processor_and_model_agree_for_every_tower_and_fusion(vision, audio, fusion):
     processor, model = tiny_processor_and_model(vision=vision, audio=audio, fusion=fusion)
     texts = ["two images <image> and <image>, a clip <audio>", "a longer clip <audio> only", "just text"]
@@ -246,7 +249,7 @@ PROCESSORS = {fusion: tiny_processor_and_model(fusion=fusion) for fusion in FUSI
 
 
 def test_save_and_load_with_and_without_a_tower(tmp_path):
-    for vision, audio in [("clip", "whisper"), ("clip", None), (None, "wav2vec2")]:
+    for vision, audio in [("clip", "whisper"), ("clip", None), (None, "wav2vec2"), ("resnet", None)]:
         processor, _ = tiny_processor_and_model(vision=vision, audio=audio)
         folder = tmp_path / f"{vision}-{audio}"
         processor.save_pretrained(folder)

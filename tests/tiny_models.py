@@ -3,8 +3,10 @@
 import torch
 from transformers import (
     CLIPVisionConfig,
+    ConvNextConfig,
     GPT2Config,
     HubertConfig,
+    ResNetConfig,
     SiglipVisionConfig,
     ViTConfig,
     Wav2Vec2Config,
@@ -51,6 +53,11 @@ def vision_config(kind: str = "clip"):
         return SiglipVisionConfig(**_TOWER_SIZES, **image, attention_dropout=0.0)
     if kind == "vit":
         return ViTConfig(**_TOWER_SIZES, **image, **_NO_DROPOUT)
+    # convolutional towers: a 4 x 4 last feature map of width 32 (16 features, as the patch towers' 4 x 4 patches)
+    if kind == "resnet":  # 32 px: stem 7x7 / 2 and max-pool / 2 (8 x 8), a stage, a stage / 2
+        return ResNetConfig(embedding_size=8, hidden_sizes=[16, 32], depths=[1, 1], layer_type="basic", image_size=32)
+    if kind == "convnext":  # 16 px: 2 px patches (8 x 8), a stage, a stage / 2
+        return ConvNextConfig(patch_size=2, num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], image_size=16)
     raise ValueError(kind)
 
 
@@ -142,8 +149,8 @@ def audio_input(model, num_samples: int | list[int] = 1600, seed: int = 0) -> di
     return {"input_values": values * mask, "input_values_mask": mask}
 
 
-def image_input(num_images: int = 1, seed: int = 0) -> torch.Tensor:
-    return torch.randn(num_images, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
+def image_input(num_images: int = 1, seed: int = 0, size: int = IMAGE_SIZE) -> torch.Tensor:
+    return torch.randn(num_images, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 def tiny_processor_and_model(seed: int = 0, **config_kwargs):

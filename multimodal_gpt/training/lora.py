@@ -31,7 +31,7 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from ..modeling_multimodal_gpt import MultimodalGPTForConditionalGeneration
-from ..towers_multimodal_gpt import UNUSED_TOWER_PARTS
+from ..towers_multimodal_gpt import is_unused_tower_part
 
 if TYPE_CHECKING:
     from peft import LoraConfig, PeftModel
@@ -80,15 +80,18 @@ def tower_target_modules(model: MultimodalGPTForConditionalGeneration) -> list[s
         tower = getattr(model.model, f"{modality}_tower")
         if tower is None:
             continue
-        model_type = tower.config.model_type
+        found = len(patterns)
         for name, module in tower.named_modules():
-            parts = name.split(".")
-            if not isinstance(module, (nn.Linear, Conv1D)) or any(
-                part in UNUSED_TOWER_PARTS or f"{model_type}:{part}" in UNUSED_TOWER_PARTS for part in parts
-            ):
+            if not isinstance(module, (nn.Linear, Conv1D)) or is_unused_tower_part(tower.config.model_type, name):
                 continue
+            parts = name.split(".")
             path = r"\.".join(r"\d+" if part.isdigit() else re.escape(part) for part in parts)
             patterns[rf"model\.{modality}_tower\.{path}"] = None
+        if len(patterns) == found:
+            raise ValueError(
+                f"The {modality} tower ({tower.config.model_type}) has no linear layers to put LoRA on (a ResNet is "
+                "all convolutions): use target='language_model' and train that tower in full, or freeze it."
+            )
     return list(patterns)
 
 

@@ -14,6 +14,7 @@ after a run, `push_to_hub` into a repo that already has the card) keeps them.
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.modelcard import make_markdown_table
 
-from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig
+from ..configuration_multimodal_gpt import AUDIO_TOKEN, IMAGE_TOKEN, MultimodalGPTConfig, vision_tower_convolutions
 from ..data.tasks import get_task, language_name
 from .metrics import TASK_METRICS
 
@@ -401,6 +402,15 @@ def _architecture(model_or_config: Any, config: MultimodalGPTConfig) -> list[tup
 
 
 def _tower_description(tower_config: Any) -> str:
+    convolutions = vision_tower_convolutions(tower_config)
+    if convolutions is not None:
+        stride = math.prod(stride for _, stride, _ in convolutions)
+        text = (
+            f"`{tower_config.model_type}` convolutional encoder: {len(tower_config.depths)} stages of "
+            f"{list(tower_config.depths)} blocks, widths {list(tower_config.hidden_sizes)}, {tower_config.image_size} "
+            f"px images, one feature per {stride} px of the last feature map"
+        )
+        return text + _from(tower_config)
     layers = getattr(tower_config, "num_hidden_layers", None) or getattr(tower_config, "encoder_layers", None)
     hidden = getattr(tower_config, "hidden_size", None) or getattr(tower_config, "d_model", None)
     text = f"`{tower_config.model_type}` encoder: {layers} layers, hidden size {hidden}"
