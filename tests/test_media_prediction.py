@@ -203,7 +203,10 @@ def test_a_media_label_on_a_text_position_is_an_error():
     ("overrides", "message"),
     [
         (dict(fusion="resampler"), "no per-element positions"),
-        (dict(audio="wav2vec2"), "not .wav2vec2. .convolutional towers, wav2vec2 and HuBERT mix neighbouring positions"),
+        (
+            dict(audio="wav2vec2"),
+            "not .wav2vec2. .convolutional towers, wav2vec2 and HuBERT mix neighbouring positions",
+        ),
         (dict(media_loss_weight={"vision": -1.0}), ">= 0"),
         (dict(audio=None, media_loss_weight={"audio": 1.0}), "has no tower"),
     ],

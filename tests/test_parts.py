@@ -142,3 +142,17 @@ def test_a_file_of_decoding_settings_keeps_the_models_special_tokens(parts, tmp_
     GenerationConfig(eos_token_id=7).save_pretrained(tmp_path)  # a token id the file sets is the file's
     given = set_generation_config(model, DataArguments(task="captioning"), generation_config=str(tmp_path))
     assert given.eos_token_id == 7
+
+
+def test_a_file_of_one_decoding_setting_keeps_the_checkpoints_beam_width_and_output_length(parts, tmp_path):
+    """`{"length_penalty": 0.0}` alone, as a user writes it: the checkpoint's 3 beams and 7 new tokens stay (they
+    used to become greedy decoding of 48 tokens, which a length penalty does not even apply to)."""
+    from multimodal_gpt.training.arguments import DataArguments
+    from multimodal_gpt.training.run import set_generation_config
+
+    model = MultimodalGPTForConditionalGeneration.from_pretrained_parts(parts["gpt2"])
+    model.generation_config.num_beams, model.generation_config.max_new_tokens = 3, 7
+    (tmp_path / "generation_config.json").write_text('{"length_penalty": 0.0}')
+    config = set_generation_config(model, DataArguments(task="captioning"), generation_config=str(tmp_path))
+    assert (config.num_beams, config.max_new_tokens, config.length_penalty) == (3, 7, 0.0)
+    assert model.generation_config is config

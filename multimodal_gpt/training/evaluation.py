@@ -41,9 +41,10 @@ class EvaluationArguments:
     generation_config: str | None = field(
         default=None,
         metadata={
-            "help": "Decode with this generation setting instead of the checkpoint's: a generation_config.json file "
-            "(num_beams, length_penalty, no_repeat_ngram_size...), a folder holding one, or a Hub id; special token "
-            "ids it leaves unset are the checkpoint's, and --max_new_tokens and --num_beams still win."
+            "help": "Decode with these generation settings over the checkpoint's: a generation_config.json file "
+            "(num_beams, length_penalty, no_repeat_ngram_size...), a folder holding one, or a Hub id; what it leaves "
+            "unset (beam width, output length, special token ids) stays the checkpoint's, and --max_new_tokens and "
+            "--num_beams still win."
         },
     )
     device: str = field(default="cuda" if torch.cuda.is_available() else "cpu", metadata={"help": "cpu or cuda."})

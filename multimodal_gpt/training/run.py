@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, AutoTokenizer, GenerationConfig, Seq2SeqTrainer, TrainingArguments, set_seed
+from transformers import AutoProcessor, AutoTokenizer, GenerationConfig, TrainingArguments, set_seed
 from transformers.trainer_utils import HubStrategy, IntervalStrategy
 
 from ..configuration_multimodal_gpt import add_multimodal_tokens
@@ -52,7 +52,7 @@ from .presets import build_model_and_processor
 from .recipes import check_training_options, media_loss_weight, module_learning_rates, write_recipe_record
 from .run_card import run_card_kwargs
 from .self_critical import SelfCritical, check_self_critical_arguments, task_reward
-from .trainer import MultimodalTrainer
+from .trainer import MultimodalTrainer, over_the_models_generation_config
 
 logger = logging.getLogger(__name__)
 
@@ -337,9 +337,9 @@ def set_generation_config(
     `generate()` and the pipelines decode the trained model as its evaluation did), and written back to every flag
     that names it, so that all read the same values.
 
-    The settings, later ones winning: the model's `generation_config`, or `--generation_config` (a file, a folder
-    or a Hub id: training's, or `generation_config` for `multimodal-gpt evaluate`), whose unset special token ids
-    are the model's (so that a file of decoding settings alone still stops at the end of text); then
+    The settings, later ones winning: the model's `generation_config`; `--generation_config` (a file, a folder
+    or a Hub id: training's, or `generation_config` for `multimodal-gpt evaluate`), over it: what the file leaves
+    unset (beam width, output length, special token ids) stays the model's; then
     `--max_new_tokens` (or its synonym `--generation_max_length`: for this decoder-only model both count the new
     tokens only) and `--num_beams` (or `--generation_num_beams`). Unset: 48 new tokens, greedy.
 
@@ -350,7 +350,7 @@ def set_generation_config(
     given = generation_config or getattr(training_args, "generation_config", None)
     config = copy.deepcopy(model.generation_config)
     if given is not None:
-        config = _with_special_tokens(Seq2SeqTrainer.load_generation_config(given), model.generation_config)
+        config = over_the_models_generation_config(given, model.generation_config)
     config.max_new_tokens = _first_set(max_new_tokens, config.max_new_tokens, DEFAULT_MAX_NEW_TOKENS)
     config.num_beams = _first_set(num_beams, config.num_beams, 1)
     data_args.max_new_tokens, data_args.num_beams = config.max_new_tokens, config.num_beams
@@ -359,14 +359,6 @@ def set_generation_config(
         training_args.generation_num_beams = config.num_beams
         training_args.generation_config = config
     model.generation_config = config
-    return config
-
-
-def _with_special_tokens(config: GenerationConfig, model_config: GenerationConfig) -> GenerationConfig:
-    """`config` with the special token ids it leaves unset taken from the model's generation config."""
-    for name in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
-        if getattr(config, name, None) is None:
-            setattr(config, name, getattr(model_config, name, None))
     return config
 
 

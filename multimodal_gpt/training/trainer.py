@@ -4,6 +4,7 @@ labels), and checkpoints that survive a crash and resume every parameter (see `m
 """
 
 import contextlib
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from torch.utils.data import DataLoader
-from transformers import EvalPrediction, PreTrainedModel, Seq2SeqTrainer, Trainer
+from transformers import EvalPrediction, GenerationConfig, PreTrainedModel, Trainer
 from transformers.distributed.fsdp import is_fsdp_managed_module
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME, TRAINING_ARGS_NAME
@@ -63,6 +64,27 @@ class _GenerationLoop:
         return first_of_each_row(self.rows)
 
 
+def over_the_models_generation_config(
+    given: str | GenerationConfig, model_config: GenerationConfig
+) -> GenerationConfig:
+    """The generation config `given` (an object, or a file, folder or Hub id, as `Seq2SeqTrainer` takes them) with
+    every setting it leaves unset taken from the model's, as Transformers 5's `generate(generation_config=...)`
+    does: a file of decoding settings alone (`{"length_penalty": 0.0}`) keeps the checkpoint's beam width, output
+    length and special token ids (without them generation would never stop at the end of text)."""
+    if isinstance(given, GenerationConfig):
+        config = copy.deepcopy(given)
+    elif Path(given).is_file():
+        config = GenerationConfig.from_pretrained(Path(given).parent, Path(given).name)
+    else:
+        config = GenerationConfig.from_pretrained(given)
+    config.update(**model_config.to_dict(), defaults_only=True, allow_custom_entries=True)
+    try:  # strict, as `Seq2SeqTrainer` checks its file: `save_pretrained` at the end of training would refuse it
+        config.validate(strict=True)
+    except ValueError as error:
+        raise ValueError(f"{error}\n\nFix these issues in the generation config {given}.") from None
+    return config
+
+
 class MultimodalTrainer(Trainer):
     """`Trainer` whose `evaluate()` and `predict()` generate for this decoder-only model, as `Seq2SeqTrainer` does
     for encoder-decoders, next to the teacher-forced loss.
@@ -72,10 +94,10 @@ class MultimodalTrainer(Trainer):
     - `args.predict_with_generate` (`Seq2SeqTrainingArguments`; plain `TrainingArguments` count as `True`) turns it on
       for every evaluation, periodic ones during training included; off, evaluation is the `Trainer`'s loss (and
       logits, for a `compute_metrics` that wants them);
-    - generation settings, later ones winning: the model's `generation_config` (replaced by `args.generation_config`
-      when given), `args.generation_max_length` (for this decoder-only model, the longest output in *new* tokens:
-      `generate()`'s `max_new_tokens`) and `args.generation_num_beams`, the `generation_kwargs` given here, and the
-      keyword arguments of `evaluate(**gen_kwargs)` / `predict(**gen_kwargs)`;
+    - generation settings, later ones winning: the model's `generation_config` (`args.generation_config` over it when
+      given: what that leaves unset stays the model's), `args.generation_max_length` (for this decoder-only model,
+      the longest output in *new* tokens: `generate()`'s `max_new_tokens`) and `args.generation_num_beams`, the
+      `generation_kwargs` given here, and the keyword arguments of `evaluate(**gen_kwargs)` / `predict(**gen_kwargs)`;
     - `compute_metrics` receives a [`GenerationEvalPrediction`] over the rows scored: the generated ids (prompt
       stripped) and the labels (the first reference, -100 padded), plus every reference of each row; without one,
       [`TaskMetrics`] (the task's WER/CER, BLEU/chrF or BLEU-4/CIDEr-D) scores them. The metrics also count
@@ -130,8 +152,9 @@ class MultimodalTrainer(Trainer):
         self.generation_collator = generation_collator
         self.generation_kwargs = generation_kwargs or {}
         if getattr(self.args, "generation_config", None) is not None:  # as Seq2SeqTrainer does
-            self._generating_model().generation_config = Seq2SeqTrainer.load_generation_config(
-                self.args.generation_config
+            generating_model = self._generating_model()
+            generating_model.generation_config = over_the_models_generation_config(
+                self.args.generation_config, generating_model.generation_config
             )
         # The rows of the last evaluation of each metric prefix, with their predictions: `run()` writes them out.
         self.last_predictions: dict[str, list[RowPrediction]] = {}
