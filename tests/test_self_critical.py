@@ -8,13 +8,14 @@ ignore."""
 import io
 import json
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
 from PIL import Image
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments
 
-from multimodal_gpt.data.collators import CaptioningCollator, TranslationCollator
+from multimodal_gpt.data.collators import CaptioningCollator, TaskCollator, TranslationCollator
 from multimodal_gpt.data.sources import training_references
 from multimodal_gpt.data.tasks import get_task
 from multimodal_gpt.training import DataArguments, ModelArguments, MultimodalTrainer
@@ -155,6 +156,46 @@ def test_a_step_makes_the_rewarded_samples_likelier_with_dropout_off():
         after = (self_critical._log_probs(model, generated[0], inputs, outputs, mask) * mask).sum(1)
     change = (after - before).view(4, 3)
     assert (change[:, 0] > 0).all() and (change[:, 1:] < 0).all()
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_the_towers_encode_each_medium_once_and_get_every_samples_gradient(modality):
+    """One step runs each tower once per image or clip (not once per sample in `generate()` and again in the scoring
+    pass), and its gradient is the one the per-sample encoding gives: the sum over the samples of each medium."""
+    if modality == "image":
+        processor, model = tiny_processor_and_model(vision="vit", audio=None)
+        collator = CaptioningCollator(processor, for_generation=True)
+        rows, tower, num_media = caption_rows(), model.vision_tower, len(COLOURS)
+    else:
+        processor, model = tiny_processor_and_model(vision=None, audio="whisper")
+        collator = TaskCollator(processor, task=get_task("asr"), for_generation=True)
+        clips = [np.random.default_rng(seed).normal(0, 0.1, 4000 + 1000 * seed) for seed in range(3)]
+        rows = [{"audio": {"array": clip, "sampling_rate": 16000}, "text": "a b"} for clip in clips]
+        tower, num_media = model.audio_tower, 3
+    processor.tokenizer.padding_side = "left"
+    self_critical = SelfCritical(collator=collator, reward=first_sample_reward(3), samples=3, max_new_tokens=4)
+    batch = collator(rows)
+    encoded = []
+    tower.register_forward_hook(lambda module, args, output: encoded.append(output.last_hidden_state.shape[0]))
+    generated = []
+    generate = model.generate
+    model.generate = lambda *args, **kwargs: generated.append(generate(*args, **kwargs)) or generated[-1]
+    model.train()
+    torch.manual_seed(0)
+    self_critical.loss(model, model, dict(batch)).backward()
+    assert encoded == [num_media]  # once, for the generation and the scoring pass together
+    fast = {name: parameter.grad.clone() for name, parameter in tower.named_parameters() if parameter.grad is not None}
+    assert fast
+    model.zero_grad()
+    model.eval()  # the per-sample path: the raw media repeated, the tower run for every sample
+    input_ids, inputs = sampled(self_critical, model, batch)
+    outputs, mask = self_critical._new_tokens(generated[0], input_ids.shape[1])
+    log_probs = self_critical._log_probs(model, generated[0], inputs, outputs, mask)
+    advantages = self_critical._advantages(torch.tensor(self_critical.rewards))
+    (-(advantages[:, None] * log_probs * mask).sum() / mask.sum()).backward()
+    for name, parameter in tower.named_parameters():
+        if name in fast:
+            torch.testing.assert_close(fast[name], parameter.grad, atol=1e-6, rtol=1e-4, msg=name)
 
 
 def test_a_batch_without_a_usable_row_is_an_error():

@@ -39,6 +39,9 @@ from ..data.tasks import Task
 from .metrics.scores import CiderD, word_error_rate
 from .recipes import media_loss_weight
 
+# The audio inputs a tower encodes (`encode_audio`'s arguments), as the collators give them.
+RAW_AUDIO_INPUTS = ("input_features", "input_features_mask", "input_values", "input_values_mask")
+
 # Where a training batch holds the teacher-forced batch of the same rows (`cross_entropy_weight` above 0).
 TEACHER_FORCED = "teacher_forced"
 # The keys of a training batch that are not the model's inputs: its rows' references and positions, that batch.
@@ -220,12 +223,12 @@ class SelfCritical:
             raise NoUsableRowsError(f"No row of the training batch could be used: {reasons}")
         references = batch["references"]
         inputs = {key: value for key, value in batch.items() if key not in _NOT_MODEL_INPUTS and value is not None}
-        input_ids, inputs = generator._expand_inputs_for_generation(
-            expand_size=self.samples, input_ids=inputs.pop("input_ids"), **inputs
-        )
         was_training = model.training
         model.eval()  # no dropout: the gradient below is that of the distribution sampled from
         try:
+            input_ids, inputs = generator._expand_inputs_for_generation(
+                expand_size=self.samples, input_ids=inputs.pop("input_ids"), **encoded_media(generator, inputs)
+            )
             with torch.no_grad():
                 generated = generator.generate(
                     input_ids=input_ids, **inputs, generation_config=self._sampling(generator)
@@ -289,6 +292,21 @@ class SelfCritical:
             **media,
         ).logits[:, :-1]
         return torch.log_softmax(logits.float(), dim=-1).gather(-1, outputs[..., None]).squeeze(-1)
+
+
+def encoded_media(generator: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """`inputs` with their images and clips replaced by the features the fusion takes (`image_features=`,
+    `audio_features=` and its mask), encoded once per medium: the towers run once per image or clip, not once per
+    sample in `generate()` and again in the scoring pass. A tower that trains gets its gradient through the repeats
+    of `_expand_inputs_for_generation`, the sum over the samples of each medium, as when it ran once per sample."""
+    inputs = dict(inputs)
+    model = generator.model
+    if inputs.get("pixel_values") is not None:
+        inputs["image_features"] = model.encode_images(inputs.pop("pixel_values"))
+    audio = {key: inputs.pop(key) for key in RAW_AUDIO_INPUTS if inputs.get(key) is not None}
+    if audio:
+        inputs["audio_features"], inputs["audio_features_mask"] = model.encode_audio(**audio)
+    return inputs
 
 
 __all__ = [
